@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds the release binaries (rkube and rkube-bench) and runs every rkube
+# benchmark scenario, printing a markdown table: header and one row per
+# scenario on stdout, progress on stderr. Each scenario starts its own
+# rkube server (and etcd) on loopback and kills it at the end.
+#
+#   bench/run.sh            full scenarios (about 10 minutes on 2 cores)
+#   bench/run.sh --quick    shorter variants (about 2 minutes)
+#
+# Needs etcd (Debian package etcd-server) for the etcd scenarios and protoc
+# (protobuf-compiler) to build; installs them with apt when run as root.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+need=()
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing: ${need[*]} (e.g. sudo apt-get install -y ${need[*]})" >&2
+  fi
+fi
+
+cargo build --release -p rkube -p rkube-bench >&2 || exit 1
+# 1,000 watches are 1,000 TLS connections on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+if [ "$quick" = 1 ]; then
+  scenarios=(
+    "writes --clients 64 --seconds 5 --store embedded"
+    "writes --clients 64 --seconds 5 --store etcd"
+    "etcd-ratio --clients 64 --seconds 5"
+    "watchers --watchers 1000 --rate 500 --seconds 5"
+    "list-pods --pods 10000 --page 500"
+    "idle-rss"
+  )
+else
+  scenarios=(
+    "writes --clients 64 --seconds 20 --store embedded"
+    "writes --clients 64 --seconds 20 --store etcd"
+    "etcd-ratio --clients 64 --seconds 20"
+    "watchers --watchers 1000 --rate 500 --seconds 20"
+    "list-pods --pods 100000 --page 500"
+    "idle-rss"
+  )
+fi
+
+bench=target/release/rkube-bench
+"$bench" header
+status=0
+for s in "${scenarios[@]}"; do
+  echo "== rkube-bench $s" >&2
+  # shellcheck disable=SC2086 # word splitting of the scenario's arguments is intended
+  "$bench" --no-header $s || status=1
+done
+exit "$status"

@@ -1,0 +1,151 @@
+//! Scenario `etcd-ratio`: one etcd of our own; (a) rkube on `--store etcd`
+//! under the `writes` load, then, with rkube stopped, (b) the same number of
+//! concurrent clients putting 1 KiB values under distinct keys straight into
+//! the same etcd with `etcd-client`. Reports both rates and their ratio.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::load::CreateResult;
+use crate::procs::{stat_path, CpuMeter, EtcdServer, RkubeServer};
+use crate::stats::{nanos, Summary};
+use crate::writes::{describe, write_load};
+use crate::{Env, Row, Verdict};
+
+/// At most this many raw puts per run.
+const MAX_PUTS: u64 = 5_000_000;
+/// Target: rkube-on-etcd writes/s ÷ raw etcd puts/s.
+const TARGET_RATIO: f64 = 0.5;
+
+/// Arguments of `etcd-ratio`.
+#[derive(Clone, Debug)]
+pub struct RatioArgs {
+    pub clients: usize,
+    pub seconds: u64,
+}
+
+/// `clients` tasks sharing one etcd client (one HTTP/2 channel, as rkube's
+/// etcd store uses) put 1 KiB values under distinct keys for `seconds`.
+pub async fn raw_put_loop(
+    endpoint: &str,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<CreateResult> {
+    eprintln!("rkube-bench: {clients} clients putting 1 KiB values into etcd for {seconds} s");
+    let client = etcd_client::Client::connect([endpoint], None).await?;
+    let value = Arc::new(vec![b'x'; 1024]);
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let mut kv = client.kv_client();
+        let (value, next, errors, first_errors) = (
+            value.clone(),
+            next.clone(),
+            errors.clone(),
+            first_errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(4096);
+            while Instant::now() < deadline {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= MAX_PUTS {
+                    break;
+                }
+                let key = format!("/bench/raw/{n:08}");
+                let t0 = Instant::now();
+                let res = tokio::time::timeout(
+                    Duration::from_secs(60),
+                    kv.put(key, value.as_slice(), None),
+                )
+                .await;
+                let took = t0.elapsed();
+                let err = match res {
+                    Ok(Ok(_)) => {
+                        lat.push(nanos(took));
+                        continue;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "put timed out after 60 s".to_string(),
+                };
+                errors.fetch_add(1, Ordering::Relaxed);
+                let mut fe = first_errors.lock().expect("lock");
+                if fe.len() < 5 {
+                    fe.push(err);
+                }
+            }
+            lat
+        }));
+    }
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await?);
+    }
+    let elapsed = start.elapsed();
+    let first_errors = std::mem::take(&mut *first_errors.lock().expect("lock"));
+    Ok(CreateResult {
+        ok: samples.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        first_errors,
+        elapsed,
+        latency: Summary::of(&mut samples),
+    })
+}
+
+/// Runs the scenario.
+pub async fn run(env: &Env, a: &RatioArgs) -> anyhow::Result<Row> {
+    let etcd = EtcdServer::start(&env.etcd_bin()?).await?;
+    let extra = vec![
+        "--store".to_string(),
+        "etcd".into(),
+        "--etcd-endpoints".into(),
+        etcd.endpoint.clone(),
+    ];
+    let (rk, rk_cpu, alive) = {
+        let mut server = RkubeServer::start(&env.server(extra)).await?;
+        let client = server.client().await?;
+        let meter = CpuMeter::start(&[
+            ("server", stat_path(server.pid())),
+            ("etcd", stat_path(etcd.pid())),
+            ("bench", "/proc/self/stat".into()),
+        ]);
+        let r = write_load(&client, a.clients, a.seconds, "r").await;
+        let cpu = meter.report();
+        (r, cpu, server.check_alive())
+        // The server stops here so that it does not compete for CPU with (b).
+    };
+    let meter = CpuMeter::start(&[
+        ("etcd", stat_path(etcd.pid())),
+        ("bench", "/proc/self/stat".into()),
+    ]);
+    let raw = raw_put_loop(&etcd.endpoint, a.clients, a.seconds).await?;
+    let raw_cpu = meter.report();
+    let ratio = rk.rate() / raw.rate().max(1e-9);
+    let mut result = format!(
+        "rkube on etcd: {} ({rk_cpu}) — raw etcd put: {} ({raw_cpu}) — ratio {ratio:.2}",
+        describe(&rk, "writes"),
+        describe(&raw, "puts"),
+    );
+    if let Err(e) = &alive {
+        result.push_str(&format!("; {e}"));
+    }
+    let verdict = if rk.errors > 0 || raw.errors > 0 || alive.is_err() {
+        Verdict::Failed
+    } else {
+        Verdict::from_bool(ratio >= TARGET_RATIO)
+    };
+    Ok(Row {
+        scenario: "etcd-ratio".into(),
+        setup: format!(
+            "{} clients × {} s each, 1 KiB values, one local etcd",
+            a.clients, a.seconds
+        ),
+        result,
+        target: "ratio ≥ 0.5".into(),
+        verdict,
+    })
+}

@@ -1,0 +1,316 @@
+//! `rkube-bench`: benchmark harness for rkube. Each subcommand starts the
+//! real `rkube server` (release build, temporary data dir, free loopback
+//! port; and its own etcd where needed), drives it over HTTPS with the admin
+//! client certificate through one shared `kube::Client`, kills everything at
+//! the end and prints one markdown table row (stdout; progress on stderr).
+//!
+//! Every load loop is bounded in count and time and targets 127.0.0.1 only.
+
+mod etcd_ratio;
+mod idle;
+mod list_pods;
+mod load;
+mod procs;
+mod stats;
+mod watchers;
+mod writes;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use procs::{EtcdServer, ServerOpts};
+
+#[derive(Parser)]
+#[command(name = "rkube-bench", about = "Benchmarks the rkube API server")]
+struct Cli {
+    /// The rkube binary (default: `rkube` next to this binary, i.e. target/release/rkube).
+    #[arg(long, env = "RKUBE_BIN", global = true)]
+    rkube_bin: Option<PathBuf>,
+    /// The etcd binary (default: `etcd` on PATH).
+    #[arg(long, env = "RKUBE_ETCD_BIN", global = true)]
+    etcd_bin: Option<PathBuf>,
+    /// RKUBE_LOG for the server (request logs are at info level).
+    #[arg(long, default_value = "warn", global = true)]
+    server_log: String,
+    /// Print only the result row, not the table header.
+    #[arg(long, global = true)]
+    no_header: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Storage backend of the server under test.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the markdown table header.
+    Header,
+    /// Concurrent clients creating 1 KiB ConfigMaps.
+    Writes {
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        clients: u64,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        #[arg(long, value_enum, default_value = "embedded")]
+        store: StoreKind,
+        /// Use this etcd (loopback only) instead of starting one (with --store etcd).
+        #[arg(long, value_delimiter = ',')]
+        etcd_endpoints: Vec<String>,
+    },
+    /// rkube-on-etcd writes/s versus raw etcd puts/s on the same etcd.
+    EtcdRatio {
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        clients: u64,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+    },
+    /// Many concurrent watches while a paced writer creates ConfigMaps.
+    Watchers {
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        watchers: u64,
+        /// Creates per second.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        rate: u64,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        /// kube::Clients the watches are spread over.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        watch_clients: u64,
+    },
+    /// Create many Pods, then time paginated and unpaginated lists.
+    ListPods {
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        pods: u64,
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        page: u64,
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        concurrency: u64,
+    },
+    /// Resident memory of an idle server.
+    IdleRss {
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+        wait_seconds: u64,
+    },
+}
+
+/// Where the binaries under test are.
+pub struct Env {
+    rkube_bin: PathBuf,
+    etcd_bin: Option<PathBuf>,
+    server_log: String,
+}
+
+impl Env {
+    /// Options to start rkube with `extra` server arguments.
+    pub fn server(&self, extra: Vec<String>) -> ServerOpts {
+        ServerOpts {
+            bin: self.rkube_bin.clone(),
+            log: self.server_log.clone(),
+            extra,
+        }
+    }
+
+    /// The etcd binary.
+    pub fn etcd_bin(&self) -> anyhow::Result<PathBuf> {
+        EtcdServer::find_binary(self.etcd_bin.as_deref())
+    }
+}
+
+/// Whether a scenario met its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// No target; numbers recorded only.
+    NoTarget,
+    /// Errors, crashes or missing events.
+    Failed,
+}
+
+impl Verdict {
+    /// Met when `ok`, else missed.
+    pub fn from_bool(ok: bool) -> Verdict {
+        if ok {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "**missed**",
+            Verdict::NoTarget => "—",
+            Verdict::Failed => "**FAILED**",
+        }
+    }
+}
+
+/// One markdown table row.
+pub struct Row {
+    pub scenario: String,
+    pub setup: String,
+    pub result: String,
+    pub target: String,
+    pub verdict: Verdict,
+}
+
+const HEADER: &str = "| scenario | setup | result | target | verdict |\n|---|---|---|---|---|";
+
+impl Row {
+    fn render(&self) -> String {
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+        format!(
+            "| {} | {} | {} | {} | {} |",
+            cell(&self.scenario),
+            cell(&self.setup),
+            cell(&self.result),
+            cell(&self.target),
+            self.verdict.as_str()
+        )
+    }
+}
+
+fn default_rkube_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating rkube-bench")?;
+    let bin = exe.with_file_name("rkube");
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p rkube` or pass --rkube-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+async fn run(cmd: Cmd, env: &Env) -> anyhow::Result<Row> {
+    match cmd {
+        Cmd::Header => unreachable!("handled before"),
+        Cmd::Writes {
+            clients,
+            seconds,
+            store,
+            etcd_endpoints,
+        } => {
+            for ep in &etcd_endpoints {
+                if !(ep.contains("://127.0.0.1:")
+                    || ep.contains("://localhost:")
+                    || ep.contains("://[::1]:"))
+                {
+                    bail!("--etcd-endpoints must be loopback URLs, got {ep}");
+                }
+            }
+            let a = writes::WritesArgs {
+                clients: usize::try_from(clients)?,
+                seconds,
+                store,
+                etcd_endpoints,
+            };
+            writes::run(env, &a).await
+        }
+        Cmd::EtcdRatio { clients, seconds } => {
+            let a = etcd_ratio::RatioArgs {
+                clients: usize::try_from(clients)?,
+                seconds,
+            };
+            etcd_ratio::run(env, &a).await
+        }
+        Cmd::Watchers {
+            watchers,
+            rate,
+            seconds,
+            watch_clients,
+        } => {
+            if rate * seconds > 1_000_000 {
+                bail!("--rate × --seconds must be at most 1,000,000");
+            }
+            let a = watchers::WatchArgs {
+                watchers: usize::try_from(watchers)?,
+                rate,
+                seconds,
+                watch_clients: usize::try_from(watch_clients)?,
+            };
+            watchers::run(env, &a).await
+        }
+        Cmd::ListPods {
+            pods,
+            page,
+            concurrency,
+        } => {
+            let a = list_pods::PodsArgs {
+                pods,
+                page,
+                concurrency: usize::try_from(concurrency)?,
+            };
+            list_pods::run(env, &a).await
+        }
+        Cmd::IdleRss { wait_seconds } => idle::run(env, wait_seconds).await,
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Header) {
+        println!("{HEADER}");
+        return Ok(());
+    }
+    let env = Env {
+        rkube_bin: match cli.rkube_bin {
+            Some(b) => b,
+            None => default_rkube_bin()?,
+        },
+        etcd_bin: cli.etcd_bin,
+        server_log: cli.server_log,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let name = scenario_name(&cli.cmd);
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = run(cli.cmd, &env) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    // Watch streams and pooled connections may still hold tasks; do not wait.
+    rt.shutdown_background();
+    if !cli.no_header {
+        println!("{HEADER}");
+    }
+    match outcome {
+        Ok(row) => {
+            println!("{}", row.render());
+            Ok(())
+        }
+        Err(e) => {
+            let row = Row {
+                scenario: name.into(),
+                setup: String::new(),
+                result: format!("error: {}", load::one_line(&format!("{e:#}"), 400)),
+                target: String::new(),
+                verdict: Verdict::Failed,
+            };
+            println!("{}", row.render());
+            Err(e)
+        }
+    }
+}
+
+fn scenario_name(cmd: &Cmd) -> &'static str {
+    match cmd {
+        Cmd::Header => "header",
+        Cmd::Writes { .. } => "writes",
+        Cmd::EtcdRatio { .. } => "etcd-ratio",
+        Cmd::Watchers { .. } => "watchers",
+        Cmd::ListPods { .. } => "list-pods",
+        Cmd::IdleRss { .. } => "idle-rss",
+    }
+}

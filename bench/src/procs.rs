@@ -1,0 +1,385 @@
+//! The processes under test: the real `rkube server` (HTTPS on a free
+//! loopback port, temporary data dir, admin kubeconfig) and a throwaway
+//! `etcd` on random loopback ports. Both are killed when dropped, and an
+//! orphan reaper kills them if the harness itself dies without unwinding.
+//! Also reads a process's memory (VmRSS/VmHWM) and CPU time from `/proc`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+
+/// How to start `rkube server`.
+#[derive(Clone, Debug)]
+pub struct ServerOpts {
+    /// The `rkube` binary.
+    pub bin: PathBuf,
+    /// `RKUBE_LOG` for the server (request logs are at info; keep it quiet).
+    pub log: String,
+    /// Extra arguments, e.g. `--store etcd --etcd-endpoints URL`.
+    pub extra: Vec<String>,
+}
+
+/// A running `rkube server`; killed on drop.
+pub struct RkubeServer {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// `DATA_DIR/kubeconfig` (admin client certificate).
+    pub kubeconfig: PathBuf,
+}
+
+impl RkubeServer {
+    /// Starts the server, waits for "listening on https://ADDR" on its
+    /// stderr, then for `/readyz`.
+    pub async fn start(opts: &ServerOpts) -> anyhow::Result<RkubeServer> {
+        let dir = tempfile::Builder::new()
+            .prefix("rkube-bench-")
+            .tempdir()
+            .context("creating a temporary data dir")?;
+        let mut child = Command::new(&opts.bin)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&opts.extra)
+            .env("RKUBE_LOG", &opts.log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", opts.bin.display()))?;
+        spawn_orphan_reaper(child.id());
+        let stderr = child.stderr.take().context("rkube stderr")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let _ = tx.send(rest.trim().to_string());
+                        sent = true;
+                        continue;
+                    }
+                }
+                eprintln!("[rkube] {line}");
+            }
+        });
+        let mut server = RkubeServer {
+            child,
+            kubeconfig: dir.path().join("kubeconfig"),
+            _dir: dir,
+            url: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(url) => {
+                    server.url = url;
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    server.check_alive()?;
+                }
+                Err(_) => {
+                    server.check_alive()?;
+                    bail!("rkube did not print its listen address within 60 s");
+                }
+            }
+        }
+        server.wait_ready().await?;
+        eprintln!(
+            "rkube-bench: server pid {} at {} ready",
+            server.pid(),
+            server.url
+        );
+        Ok(server)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails when the server has exited (crashed).
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => bail!("SERVER BUG: rkube server exited ({status})"),
+            None => Ok(()),
+        }
+    }
+
+    /// A `kube::Client` with the admin credentials. Its retry layer is off so
+    /// that every 429/503 shows up as an error instead of hidden latency.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .with_context(|| format!("reading {}", self.kubeconfig.display()))?;
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .context("kube config from the kubeconfig")?;
+        cfg.default_retry = false;
+        kube::Client::try_from(cfg).context("building the kube client")
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            self.check_alive()?;
+            let req = http::Request::get("/readyz").body(Vec::new())?;
+            match tokio::time::timeout(Duration::from_secs(5), client.request_text(req)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "timed out".into(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("rkube never became ready: {last}")
+    }
+
+    /// Resident set size and its peak, from `/proc/PID/status`.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        Memory::of(self.pid())
+    }
+}
+
+impl Drop for RkubeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Memory of a process in KiB.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    /// VmRSS.
+    pub rss_kib: u64,
+    /// VmHWM: the peak resident set size so far.
+    pub hwm_kib: u64,
+}
+
+impl Memory {
+    /// Reads `/proc/PID/status`.
+    pub fn of(pid: u32) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .ok_or_else(|| anyhow!("no {name} in /proc/{pid}/status"))?;
+            line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .with_context(|| format!("parsing {line:?}"))
+        };
+        Ok(Memory {
+            rss_kib: field("VmRSS:")?,
+            hwm_kib: field("VmHWM:")?,
+        })
+    }
+}
+
+/// Formats KiB as MiB.
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Clock ticks per second of `/proc/*/stat` times (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: u64 = 100;
+
+/// User + system CPU time of a process from a `/proc/.../stat` file.
+pub fn cpu_time(stat_path: &str) -> anyhow::Result<Duration> {
+    let stat =
+        std::fs::read_to_string(stat_path).with_context(|| format!("reading {stat_path}"))?;
+    // Fields after the command name (which may contain spaces) start at
+    // field 3 (state); utime and stime are fields 14 and 15.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow!("malformed {stat_path}"))?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        f.get(i - 3)
+            .ok_or_else(|| anyhow!("short {stat_path}"))?
+            .parse::<u64>()
+            .with_context(|| format!("parsing {stat_path}"))
+    };
+    let total = ticks(14)? + ticks(15)?;
+    Ok(Duration::from_millis(total * 1000 / TICKS_PER_SECOND))
+}
+
+/// Measures the CPU use of several processes over a phase, in cores.
+pub struct CpuMeter {
+    start: Instant,
+    readings: Vec<(String, String, Duration)>,
+}
+
+impl CpuMeter {
+    /// Starts measuring `(label, /proc/.../stat path)` pairs.
+    pub fn start(procs: &[(&str, String)]) -> CpuMeter {
+        let readings = procs
+            .iter()
+            .map(|(label, path)| {
+                (
+                    label.to_string(),
+                    path.clone(),
+                    cpu_time(path).unwrap_or_default(),
+                )
+            })
+            .collect();
+        CpuMeter {
+            start: Instant::now(),
+            readings,
+        }
+    }
+
+    /// "server 1.62, bench 0.31 cores" over the time since `start`.
+    pub fn report(&self) -> String {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let parts: Vec<String> = self
+            .readings
+            .iter()
+            .map(|(label, path, before)| match cpu_time(path) {
+                Ok(now) => format!(
+                    "{label} {:.2}",
+                    (now.saturating_sub(*before)).as_secs_f64() / secs
+                ),
+                Err(_) => format!("{label} ?"),
+            })
+            .collect();
+        format!("CPU: {} cores", parts.join(", "))
+    }
+}
+
+/// The `/proc` stat path of a pid.
+pub fn stat_path(pid: u32) -> String {
+    format!("/proc/{pid}/stat")
+}
+
+/// Kills `pid` if this harness dies without running destructors (e.g.
+/// SIGKILL), so no server is left behind.
+fn spawn_orphan_reaper(pid: u32) {
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null; do kill -0 {pid} 2>/dev/null || exit 0; sleep 1; done; kill -9 {pid} 2>/dev/null",
+        parent = std::process::id()
+    );
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+/// A throwaway etcd on random loopback ports with its data in a temporary
+/// directory; killed on drop.
+pub struct EtcdServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl EtcdServer {
+    /// Finds etcd on PATH (Debian's `etcd-server` package installs
+    /// /usr/bin/etcd) unless `bin` is given.
+    pub fn find_binary(bin: Option<&Path>) -> anyhow::Result<PathBuf> {
+        if let Some(b) = bin {
+            return Ok(b.to_path_buf());
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+            .map(|d| d.join("etcd"))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                anyhow!("etcd not found: install Debian's etcd-server or pass --etcd-bin")
+            })
+    }
+
+    /// Starts etcd and waits until it answers a status request.
+    pub async fn start(bin: &Path) -> anyhow::Result<EtcdServer> {
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let dir = tempfile::Builder::new()
+                .prefix("rkube-bench-etcd-")
+                .tempdir()?;
+            let (client, peer) = (free_port()?, free_port()?);
+            let log = std::fs::File::create(dir.path().join("etcd.log"))?;
+            let client_url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let child = Command::new(bin)
+                .args(["--name", "bench"])
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .args(["--listen-client-urls", &client_url])
+                .args(["--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url])
+                .args(["--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &format!("bench={peer_url}")])
+                .args(["--log-level", "warn"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", bin.display()))?;
+            spawn_orphan_reaper(child.id());
+            let mut etcd = EtcdServer {
+                child,
+                dir,
+                endpoint: client_url,
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if etcd.child.try_wait()?.is_some() {
+                    break;
+                }
+                let probe = async {
+                    let mut c =
+                        etcd_client::Client::connect([etcd.endpoint.as_str()], None).await?;
+                    c.status().await
+                };
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), probe).await {
+                    eprintln!(
+                        "rkube-bench: etcd pid {} at {} ready",
+                        etcd.pid(),
+                        etcd.endpoint
+                    );
+                    return Ok(etcd);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            last_log =
+                std::fs::read_to_string(etcd.dir.path().join("etcd.log")).unwrap_or_default();
+        }
+        bail!("etcd did not become ready; last log:\n{last_log}")
+    }
+
+    /// etcd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -1,0 +1,91 @@
+//! Built-in objects and the namespace lifecycle: the four system namespaces
+//! exist from the start, and a namespace marked for deletion has its content
+//! deleted, then its `kubernetes` finalizer removed, after which it goes.
+//! (Upstream runs the latter in kube-controller-manager's namespace
+//! controller; rkube's API server runs it until the controllers crate exists.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rkube_api::resources::{self, RESOURCES};
+use serde_json::{json, Value};
+
+use crate::rest::write::{self, DeleteOptions, PatchType};
+use crate::rest::{FieldValidation, Rest, Target, WriteOptions};
+
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn opts() -> WriteOptions {
+    WriteOptions { dry_run: false, field_validation: FieldValidation::Ignore, field_manager: None }
+}
+
+/// Creates the system namespaces (and the `default` ServiceAccounts) if missing.
+pub async fn ensure_builtins(rest: &Rest) {
+    let Some(ns) = resources::lookup("", "v1", "namespaces") else { return };
+    for name in SYSTEM_NAMESPACES {
+        let t = Target { res: ns, namespace: None, name: None, subresource: None };
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match write::create(rest, &t, body, &opts()).await {
+            Ok(_) => tracing::info!(namespace = name, "created system namespace"),
+            Err(e) if e.code == http::StatusCode::CONFLICT => {}
+            Err(e) => tracing::warn!(namespace = name, error = %e.message, "could not create system namespace"),
+        }
+    }
+}
+
+/// Runs the namespace finalizer loop forever.
+pub async fn run_namespace_controller(rest: Arc<Rest>) {
+    let Some(ns_res) = resources::lookup("", "v1", "namespaces") else { return };
+    let Some(cache) = rest.cache.resource(ns_res).cloned() else { return };
+    loop {
+        for ns in cache.list("") {
+            if ns.pointer("/metadata/deletionTimestamp").is_none() {
+                continue;
+            }
+            let name = crate::rest::name_of(&ns).to_string();
+            if let Err(e) = finalize_namespace(&rest, &name, &ns).await {
+                tracing::warn!(namespace = %name, error = %e, "namespace cleanup failed; will retry");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn finalize_namespace(rest: &Rest, name: &str, ns: &Value) -> Result<(), crate::error::ApiError> {
+    let mut remaining = 0usize;
+    let mut seen_prefixes = std::collections::HashSet::new();
+    for res in RESOURCES.iter().filter(|r| r.namespaced) {
+        if !seen_prefixes.insert(res.key_prefix()) {
+            continue;
+        }
+        let Some(cache) = rest.cache.resource(res) else { continue };
+        let items = cache.list(&res.namespace_prefix(Some(name)));
+        remaining += items.len();
+        for item in items {
+            if item.pointer("/metadata/deletionTimestamp").is_some() {
+                continue;
+            }
+            let t = Target {
+                res,
+                namespace: Some(name.to_string()),
+                name: Some(crate::rest::name_of(&item).to_string()),
+                subresource: None,
+            };
+            match write::delete(rest, &t, &DeleteOptions::default()).await {
+                Ok(_) => {}
+                Err(e) if e.code == http::StatusCode::NOT_FOUND || e.code == http::StatusCode::CONFLICT => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if remaining > 0 {
+        return Ok(());
+    }
+    let Some(ns_res) = resources::lookup("", "v1", "namespaces") else { return Ok(()) };
+    let t = Target { res: ns_res, namespace: None, name: Some(name.to_string()), subresource: None };
+    let fins = ns.pointer("/spec/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let left: Vec<Value> = fins.into_iter().filter(|f| f != "kubernetes").collect();
+    // Removing the last spec finalizer of a deleting namespace deletes it.
+    write::patch(rest, &t, PatchType::Merge, json!({"spec": {"finalizers": left}}), &opts()).await?;
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Test harness for end-to-end tests: starts the real `rkube` binary on a
+//! free port with a temporary data dir, and runs the real `kubectl` against it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `rkube server`; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    pub extra_args: Vec<String>,
+}
+
+pub fn rkube_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rkube")
+}
+
+fn spawn(dir: &Path, extra: &[String]) -> (Child, String) {
+    let mut child = Command::new(rkube_bin())
+        .arg("server")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .args(extra)
+        .env("RKUBE_LOG", "warn,rkube=info,rkube_apiserver=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rkube");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.trim().to_string());
+                    sent = true;
+                    continue;
+                }
+            }
+            eprintln!("[rkube] {line}");
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(60)).expect("rkube did not start listening within 60s");
+    (child, url)
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, url) = spawn(dir.path(), &extra);
+        let kubeconfig = dir.path().join("kubeconfig");
+        let s = Server { child, dir, url, kubeconfig, extra_args: extra };
+        s.wait_ready();
+        s
+    }
+
+    /// Restarts on the same data dir and port (e.g. after a kill -9).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.url.rsplit(':').next().unwrap().to_string();
+        let mut extra = self.extra_args.clone();
+        extra.push("--listen".into());
+        extra.push(format!("127.0.0.1:{port}"));
+        let (child, url) = spawn(self.dir.path(), &extra);
+        self.child = child;
+        self.url = url;
+        self.wait_ready();
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill").arg("-9").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let o = self.kubectl(&["get", "--raw", "/readyz"]);
+            if o.status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("rkube never became ready");
+    }
+
+    pub fn kubectl_cmd(&self) -> Command {
+        let mut c = Command::new(kubectl_bin());
+        c.arg("--kubeconfig").arg(&self.kubeconfig);
+        c.env_remove("KUBECONFIG");
+        c
+    }
+
+    /// Runs kubectl with args; returns the output whatever the exit code.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_cmd().args(args).output().expect("run kubectl")
+    }
+
+    /// Runs kubectl, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(
+            o.status.success(),
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs kubectl, asserting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(!o.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&o.stdout));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// Runs kubectl with `stdin` as standard input, asserting success.
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let mut child = self
+            .kubectl_cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Applies YAML from a string with `kubectl apply -f -`.
+    pub fn apply(&self, yaml: &str) -> String {
+        self.ok_stdin(&["apply", "-f", "-"], yaml)
+    }
+
+    /// A `kube::Client` for this server (admin credentials).
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kube config");
+        kube::Client::try_from(cfg).expect("kube client")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn kubectl_bin() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
