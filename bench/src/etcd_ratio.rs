@@ -1,11 +1,15 @@
 //! Scenario `etcd-ratio`: one etcd of our own; (a) rkube on `--store etcd`
 //! under the `writes` load, then, with rkube stopped, (b) the same number of
 //! concurrent clients putting 1 KiB values under distinct keys straight into
-//! the same etcd with `etcd-client`. Reports both rates and their ratio.
+//! the same etcd with `etcd-client`. Reports both rates and their ratio,
+//! plus a diagnostic third loop that replays rkube's per-create etcd access
+//! pattern (linearizable GET, then create transaction) without rkube.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
 use crate::load::CreateResult;
 use crate::procs::{stat_path, CpuMeter, EtcdServer, RkubeServer};
@@ -25,14 +29,27 @@ pub struct RatioArgs {
     pub seconds: u64,
 }
 
+/// What each raw operation against etcd is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawOp {
+    /// One plain put.
+    Put,
+    /// What rkube's create does on etcd: a linearizable GET (the namespace
+    /// check) followed by a create-if-absent transaction.
+    GetThenCreateTxn,
+}
+
 /// `clients` tasks sharing one etcd client (one HTTP/2 channel, as rkube's
-/// etcd store uses) put 1 KiB values under distinct keys for `seconds`.
-pub async fn raw_put_loop(
+/// etcd store uses) write 1 KiB values under distinct keys for `seconds`.
+pub async fn raw_loop(
     endpoint: &str,
     clients: usize,
     seconds: u64,
+    op: RawOp,
 ) -> anyhow::Result<CreateResult> {
-    eprintln!("rkube-bench: {clients} clients putting 1 KiB values into etcd for {seconds} s");
+    eprintln!(
+        "rkube-bench: {clients} clients writing 1 KiB values into etcd ({op:?}) for {seconds} s"
+    );
     let client = etcd_client::Client::connect([endpoint], None).await?;
     let value = Arc::new(vec![b'x'; 1024]);
     let next = Arc::new(AtomicU64::new(0));
@@ -56,13 +73,25 @@ pub async fn raw_put_loop(
                 if n >= MAX_PUTS {
                     break;
                 }
-                let key = format!("/bench/raw/{n:08}");
                 let t0 = Instant::now();
-                let res = tokio::time::timeout(
-                    Duration::from_secs(60),
-                    kv.put(key, value.as_slice(), None),
-                )
-                .await;
+                let one = async {
+                    match op {
+                        RawOp::Put => kv
+                            .put(format!("/bench/raw/{n:08}"), value.as_slice(), None)
+                            .await
+                            .map(|_| ()),
+                        RawOp::GetThenCreateTxn => {
+                            kv.get("/bench/namespace", None).await?;
+                            let key = format!("/bench/txn/{n:08}");
+                            let txn = Txn::new()
+                                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                                .and_then([TxnOp::put(key.as_str(), value.as_slice(), None)])
+                                .or_else([TxnOp::get(key.as_str(), None)]);
+                            kv.txn(txn).await.map(|_| ())
+                        }
+                    }
+                };
+                let res = tokio::time::timeout(Duration::from_secs(60), one).await;
                 let took = t0.elapsed();
                 let err = match res {
                     Ok(Ok(_)) => {
@@ -122,18 +151,33 @@ pub async fn run(env: &Env, a: &RatioArgs) -> anyhow::Result<Row> {
         ("etcd", stat_path(etcd.pid())),
         ("bench", "/proc/self/stat".into()),
     ]);
-    let raw = raw_put_loop(&etcd.endpoint, a.clients, a.seconds).await?;
+    let raw = raw_loop(&etcd.endpoint, a.clients, a.seconds, RawOp::Put).await?;
     let raw_cpu = meter.report();
+    // Diagnostic: rkube's access pattern without rkube.
+    let meter = CpuMeter::start(&[
+        ("etcd", stat_path(etcd.pid())),
+        ("bench", "/proc/self/stat".into()),
+    ]);
+    let pattern = raw_loop(
+        &etcd.endpoint,
+        a.clients,
+        a.seconds,
+        RawOp::GetThenCreateTxn,
+    )
+    .await?;
+    let pattern_cpu = meter.report();
     let ratio = rk.rate() / raw.rate().max(1e-9);
     let mut result = format!(
-        "rkube on etcd: {} ({rk_cpu}) — raw etcd put: {} ({raw_cpu}) — ratio {ratio:.2}",
+        "rkube on etcd: {} ({rk_cpu}) — raw etcd put: {} ({raw_cpu}) — ratio {ratio:.2} — \
+         diagnostic, raw GET + create txn per write (rkube's pattern): {} ({pattern_cpu})",
         describe(&rk, "writes"),
         describe(&raw, "puts"),
+        describe(&pattern, "writes"),
     );
     if let Err(e) = &alive {
         result.push_str(&format!("; {e}"));
     }
-    let verdict = if rk.errors > 0 || raw.errors > 0 || alive.is_err() {
+    let verdict = if rk.errors > 0 || raw.errors > 0 || pattern.errors > 0 || alive.is_err() {
         Verdict::Failed
     } else {
         Verdict::from_bool(ratio >= TARGET_RATIO)

@@ -9,10 +9,10 @@ use anyhow::{bail, Context};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::load::{create_loop, pod_body, CreateLoad};
-use crate::procs::{mib, stat_path, CpuMeter, Memory, RkubeServer};
+use crate::load::{create_loop, one_line, pod_body, CreateLoad};
+use crate::procs::{mib, stat_path, CpuMeter, Memory};
 use crate::stats::{nanos, thousands, Summary};
-use crate::{Env, Row, Verdict};
+use crate::{Env, Row, StoreKind, Verdict};
 
 /// Creating the pods may take at most this long.
 const MAX_CREATE_TIME: Duration = Duration::from_secs(1800);
@@ -25,6 +25,7 @@ pub struct PodsArgs {
     pub pods: u64,
     pub page: u64,
     pub concurrency: usize,
+    pub store: StoreKind,
 }
 
 #[derive(Deserialize)]
@@ -66,9 +67,65 @@ fn mem_line(label: &str, m: Memory) -> String {
     format!("{label} {}", mib(m.rss_kib))
 }
 
+/// What a paginated list did; `error` is set when a page failed.
+struct Paginated {
+    items: u64,
+    pages: u64,
+    elapsed: Duration,
+    page_latency: Summary,
+    error: Option<String>,
+}
+
+/// Lists every pod with `limit=page` and `continue`, at most `pods / page + 10` pages.
+async fn paginated_list(client: &kube::Client, pods: u64, page: u64) -> Paginated {
+    let base = "/api/v1/namespaces/default/pods";
+    let max_pages = pods / page.max(1) + 10;
+    let mut page_lat = Vec::new();
+    let (mut items, mut pages) = (0u64, 0u64);
+    let mut token: Option<String> = None;
+    let mut error = None;
+    let t0 = Instant::now();
+    loop {
+        let path = match &token {
+            None => format!("{base}?limit={page}"),
+            Some(c) => format!("{base}?limit={page}&continue={}", query_escape(c)),
+        };
+        let p0 = Instant::now();
+        let parsed = match get(client, &path).await {
+            Ok(text) => serde_json::from_str::<ListPage>(&text).context("parsing a list page"),
+            Err(e) => Err(e),
+        };
+        let list = match parsed {
+            Ok(l) => l,
+            Err(e) => {
+                error = Some(format!("{e:#}"));
+                break;
+            }
+        };
+        page_lat.push(nanos(p0.elapsed()));
+        items += list.items.len() as u64;
+        pages += 1;
+        token = list.metadata.continue_token.filter(|c| !c.is_empty());
+        if token.is_none() {
+            break;
+        }
+        if pages >= max_pages {
+            error = Some(format!("pagination did not end after {pages} pages"));
+            break;
+        }
+    }
+    Paginated {
+        items,
+        pages,
+        elapsed: t0.elapsed(),
+        page_latency: Summary::of(&mut page_lat),
+        error,
+    }
+}
+
 /// Runs the scenario.
 pub async fn run(env: &Env, a: &PodsArgs) -> anyhow::Result<Row> {
-    let mut server = RkubeServer::start(&env.server(Vec::new())).await?;
+    let (mut server, _etcd) = crate::writes::start_server(env, a.store, &[]).await?;
     let client = server.client().await?;
     let mem_start = server.memory()?;
 
@@ -105,36 +162,11 @@ pub async fn run(env: &Env, a: &PodsArgs) -> anyhow::Result<Row> {
     let mem_before = server.memory()?;
 
     eprintln!("rkube-bench: paginated list, limit={}", a.page);
-    let base = "/api/v1/namespaces/default/pods";
-    let max_pages = a.pods / a.page.max(1) + 10;
-    let mut page_lat = Vec::new();
-    let (mut items, mut pages) = (0u64, 0u64);
-    let mut token: Option<String> = None;
-    let t0 = Instant::now();
-    loop {
-        let path = match &token {
-            None => format!("{base}?limit={}", a.page),
-            Some(c) => format!("{base}?limit={}&continue={}", a.page, query_escape(c)),
-        };
-        let p0 = Instant::now();
-        let text = get(&client, &path).await?;
-        let page: ListPage = serde_json::from_str(&text).context("parsing a list page")?;
-        page_lat.push(nanos(p0.elapsed()));
-        items += page.items.len() as u64;
-        pages += 1;
-        token = page.metadata.continue_token.filter(|c| !c.is_empty());
-        if token.is_none() {
-            break;
-        }
-        if pages >= max_pages {
-            bail!("SERVER BUG: pagination did not end after {pages} pages ({items} items)");
-        }
-    }
-    let paginated = t0.elapsed();
-    let page_summary = Summary::of(&mut page_lat);
+    let pag = paginated_list(&client, a.pods, a.page).await;
     let mem_after_pages = server.memory()?;
 
     eprintln!("rkube-bench: unpaginated list");
+    let base = "/api/v1/namespaces/default/pods";
     let t0 = Instant::now();
     let text = get(&client, base).await?;
     let received = t0.elapsed();
@@ -149,7 +181,7 @@ pub async fn run(env: &Env, a: &PodsArgs) -> anyhow::Result<Row> {
 
     let mut result = format!(
         "created {} pods in {:.1} s ({}/s, create {}, {}; {create_cpu}); \
-         paginated: {} items in {pages} pages, {:.2} s (page {}); \
+         paginated: {}; \
          unpaginated: {} items, {:.1} MiB, {:.2} s received, {:.2} s parsed; \
          server RSS: {}, {}, {}, {} (peak {})",
         thousands(created.ok),
@@ -157,9 +189,22 @@ pub async fn run(env: &Env, a: &PodsArgs) -> anyhow::Result<Row> {
         thousands(created.rate().round() as u64),
         created.latency.describe(),
         created.describe_errors(),
-        thousands(items),
-        paginated.as_secs_f64(),
-        page_summary.describe(),
+        match &pag.error {
+            None => format!(
+                "{} items in {} pages, {:.2} s (page {})",
+                thousands(pag.items),
+                pag.pages,
+                pag.elapsed.as_secs_f64(),
+                pag.page_latency.describe()
+            ),
+            Some(e) => format!(
+                "SERVER BUG: failed after {} pages ({} items, {:.2} s): {}",
+                pag.pages,
+                thousands(pag.items),
+                pag.elapsed.as_secs_f64(),
+                one_line(e, 300)
+            ),
+        },
         thousands(full_items),
         full_bytes as f64 / 1048576.0,
         received.as_secs_f64(),
@@ -171,9 +216,18 @@ pub async fn run(env: &Env, a: &PodsArgs) -> anyhow::Result<Row> {
         mib(mem_after.hwm_kib),
     );
     let mut ok = alive.is_ok() && created.errors == 0;
-    if items != a.pods || full_items != a.pods {
+    if pag.error.is_some() {
+        ok = false;
+    } else if pag.items != a.pods {
         result.push_str(&format!(
-            "; SERVER BUG: lists returned {items} (paginated) and {full_items} (unpaginated) of {} pods",
+            "; SERVER BUG: the paginated list returned {} of {} pods",
+            pag.items, a.pods
+        ));
+        ok = false;
+    }
+    if full_items != a.pods {
+        result.push_str(&format!(
+            "; SERVER BUG: the unpaginated list returned {full_items} of {} pods",
             a.pods
         ));
         ok = false;
@@ -182,7 +236,10 @@ pub async fn run(env: &Env, a: &PodsArgs) -> anyhow::Result<Row> {
         result.push_str(&format!("; {e}"));
     }
     Ok(Row {
-        scenario: "list-pods".into(),
+        scenario: match a.store {
+            StoreKind::Embedded => "list-pods (embedded)".into(),
+            StoreKind::Etcd => "list-pods (etcd)".into(),
+        },
         setup: format!(
             "{} pods (concurrency {}), page {}",
             thousands(a.pods),

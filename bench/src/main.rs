@@ -34,6 +34,10 @@ struct Cli {
     /// RKUBE_LOG for the server (request logs are at info level).
     #[arg(long, default_value = "warn", global = true)]
     server_log: String,
+    /// Before starting, wait up to this long for the rest of the machine to
+    /// be quiet (under 0.25 busy cores), so that builds do not skew results.
+    #[arg(long, default_value_t = 0, global = true)]
+    quiet_wait_seconds: u64,
     /// Print only the result row, not the table header.
     #[arg(long, global = true)]
     no_header: bool,
@@ -92,6 +96,8 @@ enum Cmd {
         page: u64,
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
         concurrency: u64,
+        #[arg(long, value_enum, default_value = "embedded")]
+        store: StoreKind,
     },
     /// Resident memory of an idle server.
     IdleRss {
@@ -244,11 +250,13 @@ async fn run(cmd: Cmd, env: &Env) -> anyhow::Result<Row> {
             pods,
             page,
             concurrency,
+            store,
         } => {
             let a = list_pods::PodsArgs {
                 pods,
                 page,
                 concurrency: usize::try_from(concurrency)?,
+                store,
             };
             list_pods::run(env, &a).await
         }
@@ -274,7 +282,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let name = scenario_name(&cli.cmd);
+    let quiet_wait = std::time::Duration::from_secs(cli.quiet_wait_seconds);
     let outcome = rt.block_on(async {
+        if !quiet_wait.is_zero() {
+            procs::wait_quiet(quiet_wait, 0.25).await;
+        }
         tokio::select! {
             r = run(cli.cmd, &env) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),

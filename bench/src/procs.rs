@@ -217,9 +217,55 @@ pub fn cpu_time(stat_path: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(total * 1000 / TICKS_PER_SECOND))
 }
 
-/// Measures the CPU use of several processes over a phase, in cores.
+/// Busy CPU time of the whole machine (all cores) from `/proc/stat`.
+pub fn machine_busy() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| anyhow!("no cpu line in /proc/stat"))?;
+    // user nice system idle iowait irq softirq steal ...
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let busy: u64 = [0usize, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| f.get(i))
+        .sum();
+    Ok(Duration::from_millis(busy * 1000 / TICKS_PER_SECOND))
+}
+
+/// Waits (at most `max`) until the rest of the machine is quiet: less than
+/// `threshold` cores busy over a 2 s window. Other work on the machine
+/// (builds, tests) would distort the numbers. Returns the last reading.
+pub async fn wait_quiet(max: Duration, threshold: f64) -> f64 {
+    let deadline = Instant::now() + max;
+    loop {
+        let before = machine_busy().unwrap_or_default();
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let busy = machine_busy()
+            .unwrap_or_default()
+            .saturating_sub(before)
+            .as_secs_f64()
+            / t0.elapsed().as_secs_f64();
+        if busy < threshold || Instant::now() >= deadline {
+            if busy >= threshold {
+                eprintln!("rkube-bench: machine still busy ({busy:.2} cores); running anyway");
+            }
+            return busy;
+        }
+        eprintln!("rkube-bench: waiting for the machine to be quiet ({busy:.2} cores busy)");
+    }
+}
+
+/// Measures the CPU use of several processes over a phase, in cores, and
+/// of everything else on the machine ("others").
 pub struct CpuMeter {
     start: Instant,
+    machine: Duration,
     readings: Vec<(String, String, Duration)>,
 }
 
@@ -238,24 +284,31 @@ impl CpuMeter {
             .collect();
         CpuMeter {
             start: Instant::now(),
+            machine: machine_busy().unwrap_or_default(),
             readings,
         }
     }
 
-    /// "server 1.62, bench 0.31 cores" over the time since `start`.
+    /// "CPU: server 1.62, bench 0.31, others 0.02 cores" over the time since `start`.
     pub fn report(&self) -> String {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
-        let parts: Vec<String> = self
+        let mut ours = 0.0;
+        let mut parts: Vec<String> = self
             .readings
             .iter()
             .map(|(label, path, before)| match cpu_time(path) {
-                Ok(now) => format!(
-                    "{label} {:.2}",
-                    (now.saturating_sub(*before)).as_secs_f64() / secs
-                ),
+                Ok(now) => {
+                    let cores = (now.saturating_sub(*before)).as_secs_f64() / secs;
+                    ours += cores;
+                    format!("{label} {cores:.2}")
+                }
                 Err(_) => format!("{label} ?"),
             })
             .collect();
+        if let Ok(m) = machine_busy() {
+            let all = m.saturating_sub(self.machine).as_secs_f64() / secs;
+            parts.push(format!("others {:.2}", (all - ours).max(0.0)));
+        }
         format!("CPU: {} cores", parts.join(", "))
     }
 }

@@ -59,18 +59,23 @@ pub fn describe(r: &CreateResult, unit: &str) -> String {
     )
 }
 
-/// Runs the scenario.
-pub async fn run(env: &Env, a: &WritesArgs) -> anyhow::Result<Row> {
+/// Starts rkube on `store`; for etcd without endpoints, starts an etcd too
+/// (returned so that it lives as long as the server).
+pub async fn start_server(
+    env: &Env,
+    store: StoreKind,
+    etcd_endpoints: &[String],
+) -> anyhow::Result<(RkubeServer, Option<EtcdServer>)> {
     let mut etcd = None;
     let mut extra = Vec::new();
-    if a.store == StoreKind::Etcd {
-        let endpoints = if a.etcd_endpoints.is_empty() {
+    if store == StoreKind::Etcd {
+        let endpoints = if etcd_endpoints.is_empty() {
             let e = EtcdServer::start(&env.etcd_bin()?).await?;
             let ep = e.endpoint.clone();
             etcd = Some(e);
             vec![ep]
         } else {
-            a.etcd_endpoints.clone()
+            etcd_endpoints.to_vec()
         };
         extra = vec![
             "--store".into(),
@@ -79,7 +84,12 @@ pub async fn run(env: &Env, a: &WritesArgs) -> anyhow::Result<Row> {
             endpoints.join(","),
         ];
     }
-    let mut server = RkubeServer::start(&env.server(extra)).await?;
+    Ok((RkubeServer::start(&env.server(extra)).await?, etcd))
+}
+
+/// Runs the scenario.
+pub async fn run(env: &Env, a: &WritesArgs) -> anyhow::Result<Row> {
+    let (mut server, etcd) = start_server(env, a.store, &a.etcd_endpoints).await?;
     let client = server.client().await?;
     let mut procs = vec![
         ("server", stat_path(server.pid())),

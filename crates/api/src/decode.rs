@@ -78,9 +78,10 @@ pub fn decode_typed(group: &str, kind: &str, v: Value) -> Result<Decoded, Decode
         }
     })?;
     let mut unknown = Vec::new();
-    diff_unknown(&v, &out, String::new(), &mut unknown);
+    let mut kept = v;
+    diff_unknown(&mut kept, &out, String::new(), &mut unknown);
     Ok(Decoded {
-        value: out,
+        value: kept,
         unknown_fields: unknown,
     })
 }
@@ -94,22 +95,31 @@ fn join(prefix: &str, key: &str) -> String {
 }
 
 /// Collects the paths present (and non-null) in `input` but absent from the
-/// typed round trip `output`.
-fn diff_unknown(input: &Value, output: &Value, path: String, out: &mut Vec<String>) {
+/// typed round trip `output`, and removes them — and null fields, which the
+/// typed decoding treats as absent — from `input`. The input is kept rather
+/// than the round trip, because the round trip fills absent required fields
+/// with empty values (e.g. `selector: {}`), which validation must not see.
+fn diff_unknown(input: &mut Value, output: &Value, path: String, out: &mut Vec<String>) {
     match (input, output) {
         (Value::Object(i), Value::Object(o)) => {
-            for (k, iv) in i {
+            i.retain(|k, iv| {
                 if iv.is_null() {
-                    continue;
+                    return false;
                 }
                 match o.get(k) {
-                    Some(ov) => diff_unknown(iv, ov, join(&path, k), out),
-                    None => out.push(join(&path, k)),
+                    Some(ov) => {
+                        diff_unknown(iv, ov, join(&path, k), out);
+                        true
+                    }
+                    None => {
+                        out.push(join(&path, k));
+                        false
+                    }
                 }
-            }
+            });
         }
         (Value::Array(i), Value::Array(o)) => {
-            for (n, (iv, ov)) in i.iter().zip(o.iter()).enumerate() {
+            for (n, (iv, ov)) in i.iter_mut().zip(o.iter()).enumerate() {
                 diff_unknown(iv, ov, format!("{path}[{n}]"), out);
             }
         }
@@ -171,12 +181,14 @@ mod tests {
     }
 
     #[test]
-    fn missing_required_fields_become_field_errors() {
-        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-            "spec": {"containers": [{"image": "nginx"}]}});
-        match decode_typed("", "Pod", pod) {
-            Err(DecodeError::Missing(e)) => assert_eq!(e.field, "spec.containers[0].name"),
-            other => panic!("unexpected {other:?}"),
-        }
+    fn absent_required_fields_stay_absent() {
+        // k8s-openapi fills absent required fields with empty values; the
+        // decoded object must not, so that validation reports them.
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": null},
+            "spec": {"template": {"spec": {"containers": [{"image": "i"}]}}}});
+        let out = decode_typed("apps", "Deployment", d).unwrap().value;
+        assert!(out["spec"].get("selector").is_none(), "{out}");
+        assert!(out["spec"]["template"]["spec"]["containers"][0].get("name").is_none(), "{out}");
+        assert!(out["metadata"].get("labels").is_none(), "nulls are dropped: {out}");
     }
 }

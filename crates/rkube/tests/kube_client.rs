@@ -87,6 +87,21 @@ async fn pagination_returns_every_item_once() {
     assert_eq!(names, sorted);
 }
 
+type Events = tokio::sync::mpsc::UnboundedReceiver<Result<watcher::Event<ConfigMap>, String>>;
+
+/// The next Init (true, None) or applied object (false, name) of a watcher.
+async fn next_event(rx: &mut Events) -> (bool, Option<String>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("watch event in time").expect("stream open");
+        match ev {
+            Ok(watcher::Event::Init) => return (true, None),
+            Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => return (false, o.metadata.name),
+            _ => continue,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_relists_after_compaction_and_restart() {
     let mut s = Server::start_with(&["--compaction-interval-seconds", "1"]);
@@ -102,23 +117,9 @@ async fn watcher_relists_after_compaction_and_restart() {
     api.create(&PostParams::default(), &cm("first", &[("app", "watched")])).await.unwrap();
     let mut inits = 0;
     let mut seen = Vec::new();
-    let mut wait_for = |name: &'static str, rx: &mut tokio::sync::mpsc::UnboundedReceiver<Result<watcher::Event<ConfigMap>, String>>| {
-        let _ = name;
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("watch event in time").expect("stream open");
-                match ev {
-                    Ok(watcher::Event::Init) => return (true, None),
-                    Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => return (false, o.metadata.name),
-                    _ => continue,
-                }
-            }
-        }
-    };
     // Drain until "first" is seen.
     loop {
-        let (init, name) = wait_for("first", &mut rx).await;
+        let (init, name) = next_event(&mut rx).await;
         inits += init as usize;
         if let Some(n) = name {
             seen.push(n.clone());
@@ -138,7 +139,7 @@ async fn watcher_relists_after_compaction_and_restart() {
     api.create(&PostParams::default(), &cm("second", &[("app", "watched")])).await.ok();
     let before = inits;
     loop {
-        let (init, name) = wait_for("second", &mut rx).await;
+        let (init, name) = next_event(&mut rx).await;
         inits += init as usize;
         if name.as_deref() == Some("second") {
             break;

@@ -244,10 +244,18 @@ impl Store for EmbeddedStore {
         blocking(move || read::get(&db, &key)).await
     }
 
-    async fn range(&self, req: RangeRequest) -> Result<RangeResult> {
+    async fn range(&self, mut req: RangeRequest) -> Result<RangeResult> {
         validate_key(&req.prefix)?;
-        if let Some(start) = &req.start_key {
-            validate_key(start)?;
+        if let Some(start) = req.start_key.take() {
+            // etcd's idiom for "the key after K" is `K\0`. Stored keys hold
+            // no NUL and version keys are `K\0<rev>`, so `K\x01` starts
+            // right after every version of K.
+            let start = match start.strip_suffix('\0') {
+                Some(k) => format!("{k}\u{1}"),
+                None => start,
+            };
+            validate_key(&start)?;
+            req.start_key = Some(start);
         }
         let db = self.db.clone();
         blocking(move || read::range(&db, &req)).await

@@ -285,6 +285,23 @@ async fn range(s: DynStore, p: &str) {
 
     // The whole test prefix: 8 keys.
     assert_eq!(s.range(range_req(p)).await.unwrap().count, 8);
+
+    // etcd's "key after K" idiom, `K\0`, starts strictly after K, at the
+    // current revision and at an older one (the API server's continue tokens).
+    for revision in [0, cur] {
+        let after_b = s
+            .range(RangeRequest {
+                prefix: base.clone(),
+                start_key: Some(format!("{base}b\0")),
+                revision,
+                limit: 0,
+            })
+            .await
+            .unwrap();
+        let keys: Vec<&str> = after_b.kvs.iter().map(|kv| kv.key.as_str()).collect();
+        let want: Vec<String> = ["c", "d", "e"].iter().map(|n| format!("{base}{n}")).collect();
+        assert_eq!(keys, want, "start after b at revision {revision}");
+    }
 }
 
 async fn range_at_revision(s: DynStore, p: &str) {

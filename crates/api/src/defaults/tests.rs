@@ -308,55 +308,143 @@ fn common_manifests_pass_the_whole_pipeline() {
         "ports": [{"containerPort": 80}], "readinessProbe": {"httpGet": {"port": 80}},
         "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "128Mi"}}}]}});
     let cases = vec![
-        ("", "Pod", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": tmpl["spec"].clone()})),
-        ("apps", "Deployment", json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": tmpl.clone()}})),
-        ("apps", "StatefulSet", json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+        (
+            "",
+            "Pod",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": tmpl["spec"].clone()}),
+        ),
+        (
+            "apps",
+            "Deployment",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": tmpl.clone()}}),
+        ),
+        (
+            "apps",
+            "StatefulSet",
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
             "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "web"}}, "template": tmpl.clone(),
-                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}})),
-        ("apps", "DaemonSet", json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
-            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": tmpl.clone()}})),
-        ("batch", "Job", json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi"},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}),
+        ),
+        (
+            "apps",
+            "DaemonSet",
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": tmpl.clone()}}),
+        ),
+        (
+            "batch",
+            "Job",
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi"},
             "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl", "command": ["perl", "-e", "1"]}]}}}})),
-        ("batch", "CronJob", json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl", "command": ["perl", "-e", "1"]}]}}}}),
+        ),
+        (
+            "batch",
+            "CronJob",
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
             "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure",
-                "containers": [{"name": "t", "image": "busybox"}]}}}}}})),
-        ("", "Service", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443, "targetPort": 8443}]}})),
-        ("", "ConfigMap", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a.conf": "x"}})),
-        ("", "Secret", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"password": "p"}})),
-        ("", "Namespace", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})),
-        ("", "ServiceAccount", json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bot"}})),
-        ("", "PersistentVolumeClaim", json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})),
-        ("networking.k8s.io", "Ingress", json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+                "containers": [{"name": "t", "image": "busybox"}]}}}}}}),
+        ),
+        (
+            "",
+            "Service",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443, "targetPort": 8443}]}}),
+        ),
+        (
+            "",
+            "ConfigMap",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a.conf": "x"}}),
+        ),
+        (
+            "",
+            "Secret",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"password": "p"}}),
+        ),
+        (
+            "",
+            "Namespace",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
+        ),
+        (
+            "",
+            "ServiceAccount",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bot"}}),
+        ),
+        (
+            "",
+            "PersistentVolumeClaim",
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+        ),
+        (
+            "networking.k8s.io",
+            "Ingress",
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
             "spec": {"rules": [{"host": "example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})),
-        ("networking.k8s.io", "NetworkPolicy", json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny"},
-            "spec": {"podSelector": {}}})),
-        ("rbac.authorization.k8s.io", "Role", json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"},
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})),
-        ("rbac.authorization.k8s.io", "RoleBinding", json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "rb"},
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+        ),
+        (
+            "networking.k8s.io",
+            "NetworkPolicy",
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny"},
+            "spec": {"podSelector": {}}}),
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "Role",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "rb"},
             "roleRef": {"kind": "Role", "name": "r", "apiGroup": "rbac.authorization.k8s.io"},
-            "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "default"}, {"kind": "User", "name": "jane"}]})),
-        ("policy", "PodDisruptionBudget", json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "pdb"},
-            "spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}}})),
-        ("scheduling.k8s.io", "PriorityClass", json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000})),
-        ("storage.k8s.io", "StorageClass", json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"}, "provisioner": "kubernetes.io/no-provisioner"})),
-        ("coordination.k8s.io", "Lease", json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15}})),
+            "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "default"}, {"kind": "User", "name": "jane"}]}),
+        ),
+        (
+            "policy",
+            "PodDisruptionBudget",
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "pdb"},
+            "spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}}}),
+        ),
+        (
+            "scheduling.k8s.io",
+            "PriorityClass",
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000}),
+        ),
+        (
+            "storage.k8s.io",
+            "StorageClass",
+            json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"}, "provisioner": "kubernetes.io/no-provisioner"}),
+        ),
+        (
+            "coordination.k8s.io",
+            "Lease",
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15}}),
+        ),
     ];
     for (group, kind, obj) in cases {
         let res = lookup_kind(group, kind).expect("known kind");
-        let mut v = crate::decode::decode_typed(group, kind, obj).expect("decodes").value;
+        let mut v = crate::decode::decode_typed(group, kind, obj)
+            .expect("decodes")
+            .value;
         if res.namespaced {
             v["metadata"]["namespace"] = json!("default");
         }
         apply_defaults(res, &mut v);
-        let errs: Vec<String> = validate_create(res, &v).iter().map(|e| e.to_string()).collect();
+        let errs: Vec<String> = validate_create(res, &v)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         assert!(errs.is_empty(), "{kind}: {errs:?}\n{v:#}");
         // Updating an object with itself is valid too.
-        let errs: Vec<String> = crate::validation::validate_update(res, &v, &v).iter().map(|e| e.to_string()).collect();
+        let errs: Vec<String> = crate::validation::validate_update(res, &v, &v)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         assert!(errs.is_empty(), "{kind} update: {errs:?}");
     }
 }

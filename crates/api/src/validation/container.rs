@@ -72,10 +72,6 @@ pub(crate) fn validate_init_containers(
     for (i, c) in &inits {
         let cp = p.index(*i);
         validate_container_common(e, c, &cp, vols);
-        let name = str_at(c, &["name"]);
-        if !names.insert(name.to_string()) {
-            e.push(duplicate(&cp.child("name"), name));
-        }
         let restartable = match opt_string(e, c, &cp, "restartPolicy") {
             None => false,
             Some("Always") => true,
@@ -88,6 +84,14 @@ pub(crate) fn validate_init_containers(
                 false
             }
         };
+        let name = str_at(c, &["name"]);
+        if names.contains(name) {
+            e.push(duplicate(&cp.child("name"), name));
+        } else if !name.is_empty() {
+            names.insert(name.to_string());
+        }
+        // Init containers run one by one: host ports conflict only within one.
+        accumulate_host_ports(e, &[(*i, *c)], &p, &mut HashSet::new());
         if restartable {
             if let Some(l) = object(e, c, &cp, "lifecycle") {
                 validate_lifecycle(e, l, &cp.child("lifecycle"), grace);
@@ -111,16 +115,6 @@ pub(crate) fn validate_init_containers(
             }
         }
     }
-    let containers = objects(e, spec, sp, "containers");
-    let mut host_ports = HashSet::new();
-    let mut scratch = Vec::new();
-    accumulate_host_ports(
-        &mut scratch,
-        &containers,
-        &sp.child("containers"),
-        &mut host_ports,
-    );
-    accumulate_host_ports(e, &inits, &p, &mut host_ports);
 }
 
 fn accumulate_host_ports(
@@ -143,8 +137,8 @@ fn accumulate_host_ports(
             }
             let key = format!(
                 "{}/{}/{}",
-                str_at(port, &["hostIP"]),
                 str_at(port, &["protocol"]),
+                str_at(port, &["hostIP"]),
                 host_port
             );
             if !seen.insert(key.clone()) {
@@ -169,10 +163,7 @@ fn validate_container_common(e: &mut Errs, c: &Value, cp: &Path, vols: &HashSet<
     }
     match string(e, c, cp, "terminationMessagePolicy") {
         "File" | "FallbackToLogsOnError" => {}
-        "" => e.push(required(
-            &cp.child("terminationMessagePolicy"),
-            "must be 'File' or 'FallbackToLogsOnError'",
-        )),
+        "" => e.push(required(&cp.child("terminationMessagePolicy"), "")),
         other => e.push(not_supported(
             &cp.child("terminationMessagePolicy"),
             other,
@@ -266,7 +257,7 @@ fn validate_env(e: &mut Errs, c: &Value, cp: &Path) {
         let mut sources = 0;
         if let Some(f) = object(e, vf, &vp, "fieldRef") {
             sources += 1;
-            validate_field_ref(e, f, &vp.child("fieldRef"));
+            validate_field_ref(e, f, &vp.child("fieldRef"), ENV_FIELD_PATHS);
         }
         if let Some(r) = object(e, vf, &vp, "resourceFieldRef") {
             sources += 1;
@@ -325,8 +316,6 @@ const RESOURCE_FIELD_REFS: &[&str] = &[
 ];
 
 const ENV_FIELD_PATHS: &[&str] = &[
-    "metadata.annotations",
-    "metadata.labels",
     "metadata.name",
     "metadata.namespace",
     "metadata.uid",
@@ -338,42 +327,83 @@ const ENV_FIELD_PATHS: &[&str] = &[
     "status.podIPs",
 ];
 
-/// Downward API `fieldRef` of an env var (upstream's `validateObjectFieldSelector`).
-fn validate_field_ref(e: &mut Errs, f: &Value, p: &Path) {
+/// Field labels the downward API converts (upstream's
+/// `ConvertDownwardAPIFieldLabel`).
+const DOWNWARD_LABELS: &[&str] = &[
+    "metadata.annotations",
+    "metadata.labels",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.serviceAccountName",
+    "spec.schedulerName",
+    "status.phase",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+
+/// `metadata.labels['key']` → `("metadata.labels", "key")`.
+fn split_subscript(path: &str) -> Option<(&str, &str)> {
+    let inner = path.strip_suffix("']")?;
+    let (base, sub) = inner.split_once("['")?;
+    (!base.is_empty()).then_some((base, sub))
+}
+
+/// Downward API `fieldRef` (upstream's `validateObjectFieldSelector`).
+pub(crate) fn validate_field_ref(e: &mut Errs, f: &Value, p: &Path, expressions: &[&str]) {
     let api_version = string(e, f, p, "apiVersion");
-    let field_path = string(e, f, p, "fieldPath");
     if api_version.is_empty() {
         e.push(required(&p.child("apiVersion"), ""));
-    } else if field_path.is_empty() {
+        return;
+    }
+    let field_path = string(e, f, p, "fieldPath");
+    if field_path.is_empty() {
         e.push(required(&p.child("fieldPath"), ""));
-    } else if let Some((base, rest)) = field_path.split_once('[') {
-        let key = rest.strip_suffix(']').map(|k| k.trim_matches('\''));
-        match (base, key) {
-            ("metadata.annotations", Some(k)) => {
-                for m in is_qualified_name(&k.to_lowercase()) {
-                    e.push(invalid(&p.child("fieldPath"), k, m));
-                }
-            }
-            ("metadata.labels", Some(k)) => {
-                for m in is_qualified_name(k) {
-                    e.push(invalid(&p.child("fieldPath"), k, m));
-                }
-            }
-            _ => e.push(invalid(
-                &p.child("fieldPath"),
-                field_path,
-                format!("error converting fieldPath: field label not supported: {base}"),
+        return;
+    }
+    let fp = p.child("fieldPath");
+    let conversion_error = if api_version != "v1" {
+        Some(format!("unsupported pod version: {api_version}"))
+    } else {
+        match split_subscript(field_path) {
+            Some(("metadata.annotations" | "metadata.labels", _)) => None,
+            Some(_) => Some(format!(
+                "field label does not support subscript: {field_path}"
             )),
+            None if DOWNWARD_LABELS.contains(&field_path) || field_path == "spec.host" => None,
+            None => Some(format!("field label not supported: {field_path}")),
         }
-    } else if !ENV_FIELD_PATHS.contains(&field_path)
-        || field_path == "metadata.annotations"
-        || field_path == "metadata.labels"
-    {
-        e.push(not_supported(
-            &p.child("fieldPath"),
+    };
+    if let Some(err) = conversion_error {
+        e.push(invalid(
+            &fp,
             field_path,
-            ENV_FIELD_PATHS,
+            format!("error converting fieldPath: {err}"),
         ));
+        return;
+    }
+    let path = if field_path == "spec.host" {
+        "spec.nodeName"
+    } else {
+        field_path
+    };
+    match split_subscript(path) {
+        Some(("metadata.annotations", key)) => {
+            for m in is_qualified_name(&key.to_lowercase()) {
+                e.push(invalid(p, key.to_lowercase(), m));
+            }
+        }
+        Some((_, key)) => {
+            for m in is_qualified_name(key) {
+                e.push(invalid(p, key, m));
+            }
+        }
+        None if !expressions.contains(&path) => e.push(not_supported(&fp, path, expressions)),
+        None => {}
     }
 }
 

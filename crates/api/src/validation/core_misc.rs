@@ -13,7 +13,9 @@ use super::meta::{
 use super::names::*;
 use super::pod::validate_taint_effect;
 use super::quantity::Quantity;
-use super::resources::{is_standard_resource_name, resource_quantity};
+use super::resources::{
+    container_resource_name, quota_resource_name, resource_name, resource_quantity,
+};
 use super::util::*;
 use crate::field::Path;
 
@@ -417,6 +419,11 @@ pub(crate) fn validate_limit_range(e: &mut Errs, obj: &Value) {
         let q = |e: &mut Errs, key: &str| -> Vec<(String, Quantity)> {
             let mut out = Vec::new();
             for (name, v) in map(e, limit, &ip, key).into_iter().flatten() {
+                if t == "Pod" || t == "Container" {
+                    container_resource_name(e, name, &ip.child(key).key(name));
+                } else {
+                    resource_name(e, name, &ip.child(key).key(name));
+                }
                 if let Some(x) = resource_quantity(e, name, v, &ip.child(key).key(name)) {
                     out.push((name.clone(), x));
                 }
@@ -560,21 +567,7 @@ pub(crate) fn validate_resource_quota(e: &mut Errs, obj: &Value) {
     let spec = get(obj, "spec").unwrap_or(&Value::Null);
     for (name, v) in map(e, spec, &sp, "hard").into_iter().flatten() {
         let rp = sp.child("hard").key(name);
-        for m in is_qualified_name(name) {
-            e.push(invalid(&rp, name.as_str(), m));
-        }
-        if !name.contains('/') && !is_standard_resource_name(name) {
-            e.push(invalid(
-                &rp,
-                name.as_str(),
-                "must be a standard resource type or fully qualified",
-            ));
-            e.push(invalid(
-                &rp,
-                name.as_str(),
-                "must be a standard resource for quota",
-            ));
-        }
+        quota_resource_name(e, name, &rp);
         resource_quantity(e, name, v, &rp);
     }
     let scopes = strings(e, spec, &sp, "scopes");

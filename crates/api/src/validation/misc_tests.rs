@@ -233,9 +233,17 @@ fn storage_kinds() {
     );
     let mut changed = old.clone();
     changed["spec"]["accessModes"] = json!(["ReadWriteMany"]);
+    let e = update_errs("", "PersistentVolumeClaim", &changed, &old);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n  core.PersistentVolumeClaimSpec{\n- \tAccessModes: [\"ReadWriteOnce\"],"),
+        "{e:?}"
+    );
+    let mut shrunk = old.clone();
+    shrunk["spec"]["resources"]["requests"]["storage"] = json!("512Mi");
     assert_eq!(
-        update_errs("", "PersistentVolumeClaim", &changed, &old),
-        vec!["spec: Forbidden: spec is immutable after creation except resources.requests for bound claims"]
+        update_errs("", "PersistentVolumeClaim", &shrunk, &old),
+        vec!["spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"]
     );
 }
 

@@ -101,6 +101,31 @@ pub(crate) fn is_dns1123_subdomain(v: &str) -> Vec<String> {
     errs
 }
 
+/// Upstream's `IsDNS1123SubdomainWithUnderscore` (DNS search paths).
+pub(crate) fn is_dns1123_subdomain_with_underscore(v: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if v.len() > 253 {
+        errs.push(max_len_error(253));
+    }
+    let label_ok = |l: &str| {
+        let l = l.strip_prefix('_').unwrap_or(l);
+        let b = l.as_bytes();
+        !b.is_empty()
+            && is_lower_alnum(b[0])
+            && is_lower_alnum(b[b.len() - 1])
+            && b.iter()
+                .all(|&c| is_lower_alnum(c) || c == b'-' || c == b'_')
+    };
+    if !v.split('.').all(label_ok) {
+        errs.push(regex_error(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character",
+            "_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\\._?[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*",
+            &["example.com"],
+        ));
+    }
+    errs
+}
+
 pub(crate) fn is_dns1035_label(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 63 {

@@ -9,7 +9,7 @@ use super::meta::{
     validate_label_selector, validate_labels, validate_object_meta, validate_qualified_name,
 };
 use super::names::*;
-use super::pod::validate_tolerations;
+use super::pod::{preemption_policy, validate_tolerations};
 use super::resources::resource_quantity;
 use super::util::*;
 use crate::field::Path;
@@ -65,13 +65,7 @@ pub(crate) fn validate_priority_class(e: &mut Errs, obj: &Value) {
         ));
     }
     if let Some(p) = opt_string(e, obj, &Path::new(""), "preemptionPolicy") {
-        if p != "PreemptLowerPriority" && p != "Never" {
-            e.push(not_supported(
-                &Path::new("preemptionPolicy"),
-                p,
-                &["Never", "PreemptLowerPriority"],
-            ));
-        }
+        preemption_policy(e, p, &Path::new("preemptionPolicy"));
     }
 }
 

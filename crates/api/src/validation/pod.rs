@@ -21,11 +21,57 @@ pub(crate) fn validate_pod(e: &mut Errs, obj: &Value) {
     let sp = Path::new("spec");
     let spec = get(obj, "spec").unwrap_or(&Value::Null);
     validate_pod_spec(e, spec, &sp);
+    validate_pod_only(e, spec, &sp);
     if !array(e, spec, &sp, "ephemeralContainers").is_empty() {
         e.push(forbidden(
             &sp.child("ephemeralContainers"),
             "cannot be set on create",
         ));
+    }
+}
+
+/// Checks upstream applies to Pods but not to pod templates.
+pub(crate) fn validate_pod_only(e: &mut Errs, spec: &Value, sp: &Path) {
+    if str_at(spec, &["serviceAccountName"]).is_empty() {
+        for (i, vol) in get(spec, "volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let sources = at(vol, &["projected", "sources"]).and_then(Value::as_array);
+            for (j, src) in sources.into_iter().flatten().enumerate() {
+                if get(src, "serviceAccountToken").is_some() {
+                    let p = sp
+                        .child("volumes")
+                        .index(i)
+                        .child("projected")
+                        .child("sources")
+                        .index(j);
+                    e.push(forbidden(
+                        &p.child("serviceAccountToken"),
+                        "must not be specified when serviceAccountName is not set",
+                    ));
+                }
+            }
+        }
+    }
+    for key in ["containers", "initContainers"] {
+        for (i, c) in get(spec, key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let image = str_at(c, &["image"]);
+            if image.trim() != image {
+                e.push(invalid(
+                    &sp.child(key).index(i).child("image"),
+                    image,
+                    "must not have leading or trailing whitespace",
+                ));
+            }
+        }
     }
 }
 
@@ -57,9 +103,13 @@ pub(crate) fn validate_template_metadata(e: &mut Errs, tmpl: &Value, p: &Path) {
 /// Upstream's `ValidatePodSpec`.
 pub(crate) fn validate_pod_spec(e: &mut Errs, spec: &Value, sp: &Path) {
     let grace = int(e, spec, sp, "terminationGracePeriodSeconds");
+    if grace.is_none() {
+        e.push(required(&sp.child("terminationGracePeriodSeconds"), ""));
+    }
     let vols = validate_volumes(e, spec, sp);
     validate_containers(e, spec, sp, &vols, grace);
     validate_init_containers(e, spec, sp, &vols, grace);
+    host_network_ports(e, spec, sp);
     match string(e, spec, sp, "restartPolicy") {
         "Always" | "OnFailure" | "Never" => {}
         "" => e.push(required(&sp.child("restartPolicy"), "")),
@@ -129,9 +179,9 @@ pub(crate) fn validate_pod_spec(e: &mut Errs, spec: &Value, sp: &Path) {
         if parse_ip_sloppy(ip).is_none() {
             e.push(invalid(&hp.child("ip"), ip, IP_ERR));
         }
-        for name in strings(e, h, &hp, "hostnames") {
+        for (j, name) in strings(e, h, &hp, "hostnames").into_iter().enumerate() {
             for m in is_dns1123_subdomain(name) {
-                e.push(invalid(&hp.child("hostnames"), name, m));
+                e.push(invalid(&hp.child("hostnames").index(j), name, m));
             }
         }
     }
@@ -144,13 +194,7 @@ pub(crate) fn validate_pod_spec(e: &mut Errs, spec: &Value, sp: &Path) {
         }
     }
     if let Some(pp) = opt_string(e, spec, sp, "preemptionPolicy") {
-        if pp != "PreemptLowerPriority" && pp != "Never" {
-            e.push(not_supported(
-                &sp.child("preemptionPolicy"),
-                pp,
-                &["Never", "PreemptLowerPriority"],
-            ));
-        }
+        preemption_policy(e, pp, &sp.child("preemptionPolicy"));
     }
     for (name, q) in map(e, spec, sp, "overhead").into_iter().flatten() {
         resource_quantity(e, name, q, &sp.child("overhead").key(name));
@@ -241,18 +285,26 @@ fn validate_dns_config(e: &mut Errs, spec: &Value, sp: &Path, dns_policy: &str) 
             "must not have more than 32 search paths",
         ));
     }
+    if searches.join(" ").len() > 2048 {
+        e.push(invalid(
+            &p.child("searches"),
+            get(cfg, "searches").cloned().unwrap_or_default(),
+            "must not have more than 2048 characters (including spaces) in the search list",
+        ));
+    }
+    // RelaxedDNSSearchValidation (on by default): "." and underscores allowed.
     for (i, s) in searches.iter().enumerate() {
+        if *s == "." {
+            continue;
+        }
         let s = s.strip_suffix('.').unwrap_or(s);
-        for m in is_dns1123_subdomain(s) {
+        for m in is_dns1123_subdomain_with_underscore(s) {
             e.push(invalid(&p.child("searches").index(i), s, m));
         }
     }
     for (i, o) in objects(e, cfg, &p, "options") {
         if string(e, o, &p.child("options").index(i), "name").is_empty() {
-            e.push(required(
-                &p.child("options").index(i),
-                "Option.Name must not be empty",
-            ));
+            e.push(required(&p.child("options").index(i), "must not be empty"));
         }
     }
 }
@@ -334,9 +386,9 @@ pub(crate) fn validate_tolerations(e: &mut Errs, v: &Value, vp: &Path, key: &str
             }
             "Exists" => {
                 if !value.is_empty() {
-                    e.push(invalid_raw(
+                    e.push(invalid(
                         &ip.child("operator"),
-                        &go_toleration(t),
+                        value,
                         "value must be empty when `operator` is 'Exists'",
                     ));
                 }
@@ -353,18 +405,47 @@ pub(crate) fn validate_tolerations(e: &mut Errs, v: &Value, vp: &Path, key: &str
     }
 }
 
-fn go_toleration(t: &Value) -> String {
-    let secs = match get(t, "tolerationSeconds").and_then(Value::as_i64) {
-        Some(n) => format!("(*int64)({n})"),
-        None => "(*int64)(nil)".to_string(),
-    };
-    format!(
-        "core.Toleration{{Key:{}, Operator:{}, Value:{}, Effect:{}, TolerationSeconds:{secs}}}",
-        go_quote(str_at(t, &["key"])),
-        go_quote(str_at(t, &["operator"])),
-        go_quote(str_at(t, &["value"])),
-        go_quote(str_at(t, &["effect"]))
-    )
+/// With hostNetwork, a container's hostPort must equal its containerPort
+/// (0 is allowed in templates; Pods get it defaulted).
+fn host_network_ports(e: &mut Errs, spec: &Value, sp: &Path) {
+    if get(spec, "hostNetwork") != Some(&Value::Bool(true)) {
+        return;
+    }
+    let cp = sp.child("containers");
+    for (i, c) in get(spec, "containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for (j, port) in get(c, "ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let hp = get(port, "hostPort").and_then(Value::as_i64).unwrap_or(0);
+            let cport = get(port, "containerPort")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if hp != 0 && hp != cport {
+                e.push(invalid(
+                    &cp.index(i).child("ports").index(j).child("hostPort"),
+                    hp,
+                    "must match `containerPort` when `hostNetwork` is true",
+                ));
+            }
+        }
+    }
+}
+
+/// Upstream's `ValidatePreemptionPolicy`.
+pub(crate) fn preemption_policy(e: &mut Errs, pp: &str, p: &Path) {
+    match pp {
+        "PreemptLowerPriority" | "Never" => {}
+        "" => e.push(required(p, "")),
+        other => e.push(not_supported(p, other, &["PreemptLowerPriority", "Never"])),
+    }
 }
 
 /// Upstream's `validateTaintEffect`.

@@ -136,7 +136,7 @@ fn env_tolerations_and_gates() {
             "spec.containers[0].env[0].name: Required value",
             "spec.containers[0].env[1].valueFrom: Invalid value: \"\": may not be specified when `value` is not empty",
             "spec.schedulingGates[1]: Duplicate value: \"example.com/gate\"",
-            "spec.tolerations[0].operator: Invalid value: core.Toleration{Key:\"k\", Operator:\"Exists\", Value:\"v\", Effect:\"\", TolerationSeconds:(*int64)(nil)}: value must be empty when `operator` is 'Exists'",
+            "spec.tolerations[0].operator: Invalid value: \"v\": value must be empty when `operator` is 'Exists'",
             "spec.tolerations[1].effect: Unsupported value: \"Sometimes\": supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\"",
         ]
     );
@@ -214,4 +214,51 @@ fn update_gates_tolerations_and_deadline() {
     let mut new = old.clone();
     new["spec"]["activeDeadlineSeconds"] = json!(200);
     assert_eq!(update_errs(&new, &old), vec!["spec.activeDeadlineSeconds: Invalid value: 200: must be less than or equal to previous value"]);
+}
+
+#[test]
+fn downward_api_dns_and_host_network() {
+    let mut s = spec_with(vec![ctr("a", "nginx ")]);
+    s["hostNetwork"] = json!(true);
+    s["containers"][0]["ports"] = json!([{"containerPort": 80, "hostPort": 81, "protocol": "TCP"}]);
+    s["containers"][0]["env"] = json!([
+        {"name": "A", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.phase"}}},
+        {"name": "B", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.bogus"}}},
+        {"name": "C", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels['a/b/c']"}}}
+    ]);
+    s["dnsPolicy"] = json!("None");
+    s["dnsConfig"] =
+        json!({"nameservers": ["1.1.1.1"], "searches": [".", "_srv.example.com", "Bad.example"]});
+    let e = errs(&pod(s));
+    assert_eq!(e[0], "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: \"status.phase\": supported values: \"metadata.name\", \"metadata.namespace\", \"metadata.uid\", \"spec.nodeName\", \"spec.serviceAccountName\", \"status.hostIP\", \"status.hostIPs\", \"status.podIP\", \"status.podIPs\"");
+    assert_eq!(e[1], "spec.containers[0].env[1].valueFrom.fieldRef.fieldPath: Invalid value: \"spec.bogus\": error converting fieldPath: field label not supported: spec.bogus");
+    assert!(e[2].starts_with("spec.containers[0].env[2].valueFrom.fieldRef: Invalid value: \"a/b/c\": a qualified name must consist of"), "{e:?}");
+    assert_eq!(e[3], "spec.containers[0].ports[0].hostPort: Invalid value: 81: must match `containerPort` when `hostNetwork` is true");
+    assert!(e[4].starts_with("spec.dnsConfig.searches[2]: Invalid value: \"Bad.example\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.'"), "{e:?}");
+    assert_eq!(e[5], "spec.containers[0].image: Invalid value: \"nginx \": must not have leading or trailing whitespace");
+    assert_eq!(e.len(), 6, "{e:?}");
+}
+
+#[test]
+fn init_containers_and_probes() {
+    let mut s = spec_with(vec![ctr("app", "nginx")]);
+    s["containers"][0]["readinessProbe"] = json!({"httpGet": {"path": "/", "port": "web", "scheme": "FTP"}, "terminationGracePeriodSeconds": 5,
+        "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3});
+    s["containers"][0]["livenessProbe"] =
+        json!({"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}, "successThreshold": 2});
+    s["initContainers"] = json!([ctr("app", "busybox"), ctr("sidecar", "envoy")]);
+    s["initContainers"][0]["livenessProbe"] = json!({"exec": {"command": ["true"]}});
+    s["initContainers"][1]["restartPolicy"] = json!("OnFailure");
+    assert_eq!(
+        errs(&pod(s)),
+        vec![
+            "spec.containers[0].livenessProbe.tcpSocket: Forbidden: may not specify more than 1 handler type",
+            "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
+            "spec.containers[0].readinessProbe.httpGet.scheme: Unsupported value: \"FTP\": supported values: \"HTTP\", \"HTTPS\"",
+            "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: Invalid value: 5: must not be set for readinessProbes",
+            "spec.initContainers[0].name: Duplicate value: \"app\"",
+            "spec.initContainers[0].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+            "spec.initContainers[1].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
+        ]
+    );
 }

@@ -125,7 +125,7 @@ pub(crate) fn validate_pod_update(e: &mut Errs, new: &Value, old: &Value) {
             &sp,
             format!(
                 "pod updates may not change fields other than {UPDATABLE_FIELDS}\n{}",
-                spec_diff(os, &munged)
+                spec_diff("core.PodSpec", os, &munged)
             ),
         ));
     }
@@ -212,37 +212,5 @@ fn only_deleted_scheduling_gates(e: &mut Errs, ns: &Value, os: &Value, sp: &Path
                 format!("only deletion is allowed, but found new scheduling gate '{gate}'"),
             ));
         }
-    }
-}
-
-/// A short diff of two pod specs, in the spirit of upstream's `cmp.Diff`.
-fn spec_diff(old: &Value, new: &Value) -> String {
-    let empty = Map::new();
-    let o = old.as_object().unwrap_or(&empty);
-    let n = new.as_object().unwrap_or(&empty);
-    let mut keys: Vec<&String> = o.keys().collect();
-    keys.extend(n.keys().filter(|k| !o.contains_key(*k)));
-    let mut out = String::from("  core.PodSpec{\n");
-    for k in keys {
-        if same(o.get(k), n.get(k)) {
-            continue;
-        }
-        let field = go_field_name(k);
-        let render = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_else(|| "nil".into());
-        out.push_str(&format!(
-            "- \t{field}: {},\n+ \t{field}: {},\n",
-            render(o.get(k)),
-            render(n.get(k))
-        ));
-    }
-    out.push_str("  }\n");
-    out
-}
-
-fn go_field_name(k: &str) -> String {
-    let mut c = k.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
     }
 }

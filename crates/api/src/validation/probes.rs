@@ -37,6 +37,15 @@ pub(crate) fn validate_probe(
             ));
         }
     }
+    if key == "readinessProbe" {
+        if let Some(t) = get(probe, "terminationGracePeriodSeconds") {
+            e.push(invalid(
+                &p.child("terminationGracePeriodSeconds"),
+                t.clone(),
+                "must not be set for readinessProbes",
+            ));
+        }
+    }
     if success_must_be_one {
         if let Some(s) = int(e, probe, &p, "successThreshold") {
             if s != 1 {
@@ -58,7 +67,7 @@ pub(crate) fn validate_lifecycle(e: &mut Errs, l: &Value, p: &Path, grace: Optio
             if let Some(g) = grace {
                 if secs < 0 || secs > g {
                     e.push(invalid(
-                        &hp.child("sleep").child("seconds"),
+                        &hp.child("sleep"),
                         secs,
                         format!("must be non-negative and less than terminationGracePeriodSeconds ({g})"),
                     ));
@@ -102,7 +111,7 @@ fn validate_handler(e: &mut Errs, h: &Value, p: &Path, kinds: &[&str]) {
                     let n = string(e, hdr, &ap.child("httpHeaders").index(i), "name");
                     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
                         e.push(invalid(
-                            &ap.child("httpHeaders").index(i).child("name"),
+                            &ap.child("httpHeaders"),
                             n,
                             regex_error("a valid HTTP header must consist of alphanumeric characters or '-'", "[-A-Za-z0-9]+", &["X-Header-Name"]),
                         ));

@@ -97,18 +97,26 @@ pub(crate) fn validate_resource_requirements(e: &mut Errs, r: &Value, p: &Path) 
     }
 }
 
-fn container_resource_name(e: &mut Errs, name: &str, p: &Path) {
-    for m in is_qualified_name(name) {
-        e.push(invalid(p, name, m));
+/// Upstream's `validateResourceName`.
+pub(crate) fn resource_name(e: &mut Errs, name: &str, p: &Path) {
+    let msgs = is_qualified_name(name);
+    if !msgs.is_empty() {
+        e.extend(msgs.into_iter().map(|m| invalid(p, name, m)));
+        return;
     }
+    if !name.contains('/') && !is_standard_resource_name(name) {
+        e.push(invalid(
+            p,
+            name,
+            "must be a standard resource type or fully qualified",
+        ));
+    }
+}
+
+/// Upstream's `validateContainerResourceName`.
+pub(crate) fn container_resource_name(e: &mut Errs, name: &str, p: &Path) {
+    resource_name(e, name, p);
     if !name.contains('/') {
-        if !is_standard_resource_name(name) {
-            e.push(invalid(
-                p,
-                name,
-                "must be a standard resource type or fully qualified",
-            ));
-        }
         if !STANDARD_CONTAINER_RESOURCES.contains(&name) && !is_hugepages(name) {
             e.push(invalid(
                 p,
@@ -125,6 +133,14 @@ fn container_resource_name(e: &mut Errs, name: &str, p: &Path) {
             name,
             "doesn't follow extended resource name standard",
         ));
+    }
+}
+
+/// Upstream's `ValidateResourceQuotaResourceName`.
+pub(crate) fn quota_resource_name(e: &mut Errs, name: &str, p: &Path) {
+    resource_name(e, name, p);
+    if !name.contains('/') && !is_standard_resource_name(name) {
+        e.push(invalid(p, name, "must be a standard resource for quota"));
     }
 }
 

@@ -158,17 +158,21 @@ fn service_spec(e: &mut Errs, obj: &Value) {
     match affinity {
         "" => e.push(required(&sp.child("sessionAffinity"), "")),
         "ClientIP" => {
+            const DETAIL: &str = "when session affinity type is ClientIP";
+            let cp = sp.child("sessionAffinityConfig");
             let t = at(
                 spec,
                 &["sessionAffinityConfig", "clientIP", "timeoutSeconds"],
             )
             .and_then(Value::as_i64);
             match t {
+                _ if get(spec, "sessionAffinityConfig").is_none() => e.push(required(&cp, DETAIL)),
+                _ if at(spec, &["sessionAffinityConfig", "clientIP"]).is_none() => {
+                    e.push(required(&cp.child("clientIP"), DETAIL))
+                }
                 None => e.push(required(
-                    &sp.child("sessionAffinityConfig")
-                        .child("clientIP")
-                        .child("timeoutSeconds"),
-                    "",
+                    &cp.child("clientIP").child("timeoutSeconds"),
+                    DETAIL,
                 )),
                 Some(t) if !(1..=86400).contains(&t) => e.push(invalid(
                     &sp.child("sessionAffinityConfig")

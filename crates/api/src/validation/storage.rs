@@ -250,6 +250,7 @@ fn pvc_spec(e: &mut Errs, obj: &Value) {
 
 pub(crate) fn validate_pvc_update(e: &mut Errs, new: &Value, old: &Value) {
     validate_object_meta_update(e, new, old);
+    pvc_spec(e, new);
     let (ns, os) = (
         get(new, "spec").unwrap_or(&Value::Null),
         get(old, "spec").unwrap_or(&Value::Null),
@@ -259,37 +260,41 @@ pub(crate) fn validate_pvc_update(e: &mut Errs, new: &Value, old: &Value) {
     let mut o = os.as_object().cloned().unwrap_or_default();
     if str_at(os, &["volumeName"]).is_empty() {
         // The volume name may be set once.
-        match n.get("volumeName") {
-            Some(v) => o.insert("volumeName".into(), v.clone()),
-            None => o.remove("volumeName"),
-        };
+        copy_member(&mut o, n.get("volumeName"), "volumeName");
     }
     if bound {
-        for m in [&mut n, &mut o] {
-            if let Some(Value::Object(r)) = m.get_mut("resources") {
-                if let Some(Value::Object(req)) = r.get_mut("requests") {
-                    req.remove("storage");
-                }
-            }
+        // A bound claim may change its storage request and attributes class.
+        let old_storage = at(os, &["resources", "requests", "storage"]).cloned();
+        if let Some(Value::Object(req)) = n.get_mut("resources").and_then(|r| r.get_mut("requests"))
+        {
+            copy_member(req, old_storage.as_ref(), "storage");
+        }
+        if n.contains_key("volumeAttributesClassName") {
+            copy_member(
+                &mut n,
+                os.get("volumeAttributesClassName"),
+                "volumeAttributesClassName",
+            );
         }
     }
-    if !semantic_eq(&Value::Object(n), &Value::Object(o)) {
+    let (n, o) = (Value::Object(n), Value::Object(o));
+    if !semantic_eq(&n, &o) {
         e.push(forbidden(
             &Path::new("spec"),
-            "spec is immutable after creation except resources.requests for bound claims",
+            format!(
+                "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n{}",
+                spec_diff("core.PersistentVolumeClaimSpec", &o, &n)
+            ),
         ));
     }
-    let size = |s: &Value| {
-        at(s, &["resources", "requests", "storage"])
-            .and_then(scalar_text)
-            .and_then(|t| Quantity::parse(&t))
-    };
-    let capacity = at(old, &["status", "capacity", "storage"])
-        .and_then(scalar_text)
-        .and_then(|t| Quantity::parse(&t));
-    if let (Some(new_size), Some(cap)) = (size(ns), capacity) {
-        if bound && new_size.cmp(&cap).is_lt() && size(os).is_some_and(|o| new_size.cmp(&o).is_lt())
-        {
+    let quantity = |v: Option<&Value>| v.and_then(scalar_text).and_then(|t| Quantity::parse(&t));
+    let new_size = quantity(at(ns, &["resources", "requests", "storage"]));
+    let old_size = quantity(at(os, &["resources", "requests", "storage"]));
+    let capacity = quantity(at(old, &["status", "capacity", "storage"]));
+    if let (Some(n), Some(o)) = (new_size, old_size) {
+        // RecoverVolumeExpansionFailure: shrinking is allowed down to
+        // (but not including) the recorded capacity.
+        if n.cmp(&o).is_lt() && capacity.is_some_and(|c| n.cmp(&c).is_le()) {
             e.push(forbidden(
                 &Path::new("spec")
                     .child("resources")
@@ -299,7 +304,19 @@ pub(crate) fn validate_pvc_update(e: &mut Errs, new: &Value, old: &Value) {
             ));
         }
     }
-    pvc_spec(e, new);
+    immutable(
+        e,
+        get(ns, "volumeMode"),
+        get(os, "volumeMode"),
+        &Path::new("volumeMode"),
+    );
+}
+
+fn copy_member(dst: &mut serde_json::Map<String, Value>, src: Option<&Value>, key: &str) {
+    match src {
+        Some(v) => dst.insert(key.to_string(), v.clone()),
+        None => dst.remove(key),
+    };
 }
 
 pub(crate) fn validate_storage_class(e: &mut Errs, obj: &Value) {

@@ -415,6 +415,38 @@ pub(crate) fn go_int_or_string(v: &Value) -> String {
     }
 }
 
+/// A short diff of two specs, in the spirit of upstream's `cmp.Diff`.
+pub(crate) fn spec_diff(type_name: &str, old: &Value, new: &Value) -> String {
+    let empty = serde_json::Map::new();
+    let o = old.as_object().unwrap_or(&empty);
+    let n = new.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = o.keys().collect();
+    keys.extend(n.keys().filter(|k| !o.contains_key(*k)));
+    let mut out = format!("  {type_name}{{\n");
+    for k in keys {
+        if same(o.get(k), n.get(k)) {
+            continue;
+        }
+        let field = go_field_name(k);
+        let render = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_else(|| "nil".into());
+        out.push_str(&format!(
+            "- \t{field}: {},\n+ \t{field}: {},\n",
+            render(o.get(k)),
+            render(n.get(k))
+        ));
+    }
+    out.push_str("  }\n");
+    out
+}
+
+fn go_field_name(k: &str) -> String {
+    let mut c = k.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::container::{dns_label, local_descending_path};
+use super::container::{dns_label, local_descending_path, validate_field_ref};
 use super::quantity::{Quantity, QUANTITY_ERR};
 use super::util::*;
 use crate::field::Path;
@@ -78,21 +78,21 @@ fn validate_volume_source(e: &mut Errs, vol: &Value, vp: &Path) {
         .copied()
         .filter(|k| get(vol, k).is_some())
         .collect();
-    match present.as_slice() {
-        [] => {
-            e.push(required(vp, "must specify a volume type"));
-            return;
-        }
-        [_, rest @ ..] => {
-            for extra in rest {
-                e.push(forbidden(
-                    &vp.child(extra),
-                    "may not specify more than 1 volume type",
-                ));
-            }
-        }
+    let Some((kind, rest)) = present.split_first() else {
+        e.push(required(vp, "must specify a volume type"));
+        return;
+    };
+    // The first source is validated; later ones are reported after it.
+    validate_one_source(e, vol, vp, kind);
+    for extra in rest {
+        e.push(forbidden(
+            &vp.child(extra),
+            "may not specify more than 1 volume type",
+        ));
     }
-    let kind = present[0];
+}
+
+fn validate_one_source(e: &mut Errs, vol: &Value, vp: &Path, kind: &str) {
     let Some(src) = object(e, vol, vp, kind) else {
         return;
     };
@@ -155,7 +155,8 @@ fn validate_volume_source(e: &mut Errs, vol: &Value, vp: &Path) {
             let path = string(e, src, &p, "path");
             if path.is_empty() {
                 e.push(required(&p.child("path"), ""));
-            } else if !path.starts_with('/') {
+            }
+            if !path.starts_with('/') {
                 e.push(invalid(&p.child("path"), path, "must be an absolute path"));
             }
         }
@@ -168,6 +169,7 @@ fn validate_volume_source(e: &mut Errs, vol: &Value, vp: &Path) {
                     e.push(required(&ip.child("path"), ""));
                 }
                 local_non_reserved_path(e, path, &ip.child("path"));
+                downward_item_source(e, item, &ip);
                 file_mode(e, item, &ip, "mode");
             }
         }
@@ -205,6 +207,43 @@ fn validate_volume_source(e: &mut Errs, vol: &Value, vp: &Path) {
         }
         "csi" => require_str(e, src, &p, "driver"),
         _ => {}
+    }
+}
+
+const VOLUME_FIELD_PATHS: &[&str] = &[
+    "metadata.annotations",
+    "metadata.labels",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+];
+
+/// A downward API volume item takes exactly one of fieldRef and
+/// resourceFieldRef (upstream's `validateDownwardAPIVolumeFile`).
+fn downward_item_source(e: &mut Errs, item: &Value, ip: &Path) {
+    let field_ref = object(e, item, ip, "fieldRef");
+    let resource_ref = object(e, item, ip, "resourceFieldRef");
+    if let Some(f) = field_ref {
+        validate_field_ref(e, f, &ip.child("fieldRef"), VOLUME_FIELD_PATHS);
+        if resource_ref.is_some() {
+            e.push(invalid(
+                ip,
+                "resource",
+                "fieldRef and resourceFieldRef can not be specified simultaneously",
+            ));
+        }
+    } else if let Some(r) = resource_ref {
+        let rp = ip.child("resourceFieldRef");
+        if string(e, r, &rp, "containerName").is_empty() {
+            e.push(required(&rp.child("containerName"), ""));
+        } else if string(e, r, &rp, "resource").is_empty() {
+            e.push(required(&rp.child("resource"), ""));
+        }
+    } else {
+        e.push(required(
+            ip,
+            "one of fieldRef and resourceFieldRef is required",
+        ));
     }
 }
 

@@ -24,7 +24,7 @@ fn update_errs(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<String>
 fn template(labels: Value, restart: &str) -> Value {
     json!({"metadata": {"labels": labels}, "spec": {
         "containers": [{"name": "c", "image": "nginx", "imagePullPolicy": "IfNotPresent", "terminationMessagePolicy": "File"}],
-        "restartPolicy": restart, "dnsPolicy": "ClusterFirst"}})
+        "restartPolicy": restart, "dnsPolicy": "ClusterFirst", "terminationGracePeriodSeconds": 30}})
 }
 
 fn deployment(selector: Value, labels: Value) -> Value {

@@ -21,15 +21,15 @@ pub fn rkube_bin() -> &'static str {
     env!("CARGO_BIN_EXE_rkube")
 }
 
-fn spawn(dir: &Path, extra: &[String]) -> (Child, String) {
+fn spawn(dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
     let mut child = Command::new(rkube_bin())
         .arg("server")
         .arg("--data-dir")
         .arg(dir)
         .arg("--listen")
-        .arg("127.0.0.1:0")
+        .arg(listen)
         .args(extra)
-        .env("RKUBE_LOG", "warn,rkube=info,rkube_apiserver=info")
+        .env("RKUBE_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -61,7 +61,7 @@ impl Server {
     pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, url) = spawn(dir.path(), &extra);
+        let (child, url) = spawn(dir.path(), "127.0.0.1:0", &extra);
         let kubeconfig = dir.path().join("kubeconfig");
         let s = Server { child, dir, url, kubeconfig, extra_args: extra };
         s.wait_ready();
@@ -73,10 +73,7 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let port = self.url.rsplit(':').next().unwrap().to_string();
-        let mut extra = self.extra_args.clone();
-        extra.push("--listen".into());
-        extra.push(format!("127.0.0.1:{port}"));
-        let (child, url) = spawn(self.dir.path(), &extra);
+        let (child, url) = spawn(self.dir.path(), &format!("127.0.0.1:{port}"), &self.extra_args);
         self.child = child;
         self.url = url;
         self.wait_ready();
