@@ -28,6 +28,8 @@ mod misc_tests;
 #[cfg(test)]
 mod pod_tests;
 #[cfg(test)]
+mod robustness_tests;
+#[cfg(test)]
 mod workload_tests;
 
 use serde_json::Value;
