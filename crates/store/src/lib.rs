@@ -20,6 +20,8 @@ use futures::Stream;
 
 pub mod embedded;
 pub mod etcd;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// One key and its value at some revision.
 #[derive(Debug, Clone, PartialEq, Eq)]

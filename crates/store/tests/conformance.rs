@@ -14,14 +14,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rkube_store::embedded::EmbeddedStore;
 use rkube_store::etcd::EtcdStore;
+use rkube_store::testing::EtcdProcess;
 use rkube_store::{Event, EventType, RangeRequest, Store, StoreError, WatchItem, WatchStream};
 
 type DynStore = Arc<dyn Store>;
@@ -762,123 +763,12 @@ fn embedded_store() -> (DynStore, tempfile::TempDir) {
     (Arc::new(store), dir)
 }
 
-/// A throwaway etcd server on loopback; killed on drop.
-struct EtcdProcess {
-    child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for EtcdProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn etcd_binary() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("RKUBE_ETCD_BIN") {
-        return Some(PathBuf::from(bin));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
-        .map(|d| d.join("etcd"))
-        .find(|p| p.is_file())
-}
-
-fn skip_etcd() -> bool {
-    std::env::var("RKUBE_SKIP_ETCD").is_ok_and(|v| v == "1")
-}
-
-/// Starts etcd; `None` when etcd tests are skipped.
-async fn start_etcd() -> Option<EtcdProcess> {
-    if skip_etcd() {
+async fn etcd_store() -> Option<(DynStore, EtcdProcess)> {
+    if std::env::var("RKUBE_SKIP_ETCD").is_ok_and(|v| v == "1") {
         eprintln!("RKUBE_SKIP_ETCD=1: skipping etcd conformance test");
         return None;
     }
-    let Some(bin) = etcd_binary() else {
-        panic!(
-            "etcd binary not found (install Debian's `etcd-server` package, or set RKUBE_ETCD_BIN); \
-             set RKUBE_SKIP_ETCD=1 to skip the etcd conformance tests"
-        );
-    };
-    let mut last_log = String::new();
-    for _attempt in 0..3 {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(&bin)
-            .args(["--name", "conformance"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("conformance={peer_url}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        spawn_orphan_reaper(child.id());
-        let mut proc = EtcdProcess {
-            child,
-            endpoint: client_url,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if proc.child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if let Ok(Ok(store)) = tokio::time::timeout(
-                Duration::from_secs(3),
-                EtcdStore::connect(std::slice::from_ref(&proc.endpoint)),
-            )
-            .await
-            {
-                if store.current_revision().await.is_ok() {
-                    return Some(proc);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        last_log = std::fs::read_to_string(proc._dir.path().join("etcd.log")).unwrap_or_default();
-        let _ = proc.child.kill();
-    }
-    panic!("etcd did not become ready; last log:\n{last_log}");
-}
-
-/// Kills etcd if this test process dies without running destructors (e.g.
-/// SIGKILL on timeout), so no server is left behind.
-fn spawn_orphan_reaper(etcd_pid: u32) {
-    let script = format!(
-        "while kill -0 {parent} 2>/dev/null; do kill -0 {etcd_pid} 2>/dev/null || exit 0; sleep 1; done; kill -9 {etcd_pid} 2>/dev/null",
-        parent = std::process::id()
-    );
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-}
-
-async fn etcd_store() -> Option<(DynStore, EtcdProcess)> {
-    let proc = start_etcd().await?;
+    let proc = EtcdProcess::start().await;
     let store = EtcdStore::connect(std::slice::from_ref(&proc.endpoint))
         .await
         .unwrap();

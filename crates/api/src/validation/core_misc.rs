@@ -452,8 +452,9 @@ pub(crate) fn validate_limit_range(e: &mut Errs, obj: &Value) {
             ));
         }
         let ratio = q(e, "maxLimitRequestRatio");
-        let find =
-            |l: &[(String, Quantity)], k: &str| l.iter().find(|(n, _)| n == k).map(|(_, q)| *q);
+        fn find<'a>(l: &'a [(String, Quantity)], k: &str) -> Option<&'a Quantity> {
+            l.iter().find(|(n, _)| n == k).map(|(_, q)| q)
+        }
         let mut keys: Vec<&String> = Vec::new();
         for (k, _) in max
             .iter()
@@ -472,9 +473,9 @@ pub(crate) fn validate_limit_range(e: &mut Errs, obj: &Value) {
                 find(&default, k),
                 find(&default_request, k),
             );
-            let c = |q: Quantity| q.canonical();
+            let c = |q: &Quantity| q.canonical();
             if let (Some(a), Some(b)) = (mn, mx) {
-                if a.cmp(&b).is_gt() {
+                if a.cmp(b).is_gt() {
                     e.push(invalid(
                         &ip.child("min").key(k),
                         c(a),
@@ -483,7 +484,7 @@ pub(crate) fn validate_limit_range(e: &mut Errs, obj: &Value) {
                 }
             }
             if let (Some(r), Some(a)) = (dr, mn) {
-                if a.cmp(&r).is_gt() {
+                if a.cmp(r).is_gt() {
                     e.push(invalid(
                         &ip.child("defaultRequest").key(k),
                         c(r),
@@ -496,7 +497,7 @@ pub(crate) fn validate_limit_range(e: &mut Errs, obj: &Value) {
                 }
             }
             if let (Some(r), Some(b)) = (dr, mx) {
-                if r.cmp(&b).is_gt() {
+                if r.cmp(b).is_gt() {
                     e.push(invalid(
                         &ip.child("defaultRequest").key(k),
                         c(r),
@@ -509,7 +510,7 @@ pub(crate) fn validate_limit_range(e: &mut Errs, obj: &Value) {
                 }
             }
             if let (Some(r), Some(dl)) = (dr, d) {
-                if r.cmp(&dl).is_gt() {
+                if r.cmp(dl).is_gt() {
                     e.push(invalid(
                         &ip.child("defaultRequest").key(k),
                         c(r),
@@ -522,7 +523,7 @@ pub(crate) fn validate_limit_range(e: &mut Errs, obj: &Value) {
                 }
             }
             if let (Some(dl), Some(a)) = (d, mn) {
-                if a.cmp(&dl).is_gt() {
+                if a.cmp(dl).is_gt() {
                     e.push(invalid(
                         &ip.child("default").key(k),
                         c(a),
@@ -531,7 +532,7 @@ pub(crate) fn validate_limit_range(e: &mut Errs, obj: &Value) {
                 }
             }
             if let (Some(dl), Some(b)) = (d, mx) {
-                if dl.cmp(&b).is_gt() {
+                if dl.cmp(b).is_gt() {
                     e.push(invalid(
                         &ip.child("default").key(k),
                         c(b),
@@ -541,7 +542,7 @@ pub(crate) fn validate_limit_range(e: &mut Errs, obj: &Value) {
             }
         }
         for (k, r) in &ratio {
-            if r.cmp(&Quantity::parse("1").unwrap_or(*r)).is_lt() {
+            if Quantity::parse("1").is_some_and(|one| r.cmp(&one).is_lt()) {
                 e.push(invalid(
                     &ip.child("maxLimitRequestRatio").key(k),
                     r.canonical(),

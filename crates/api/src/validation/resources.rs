@@ -66,9 +66,9 @@ pub(crate) fn validate_resource_requirements(e: &mut Errs, r: &Value, p: &Path) 
             continue;
         };
         let overcommit = is_native_resource(name) && !is_hugepages(name);
-        match limits.and_then(|l| l.get(name)).and_then(scalar_text) {
-            Some(lim_text) => {
-                let Some(lim) = Quantity::parse(&lim_text) else {
+        match limits.and_then(|l| l.get(name)) {
+            Some(lim_value) => {
+                let Some(lim) = Quantity::from_json(lim_value) else {
                     continue;
                 };
                 if req.cmp(&lim).is_ne() && !overcommit {
@@ -146,7 +146,7 @@ pub(crate) fn quota_resource_name(e: &mut Errs, name: &str, p: &Path) {
 
 /// Parses a quantity and checks it is not negative; `None` when invalid.
 pub(crate) fn resource_quantity(e: &mut Errs, name: &str, v: &Value, p: &Path) -> Option<Quantity> {
-    let Some(q) = scalar_text(v).as_deref().and_then(Quantity::parse) else {
+    let Some(q) = Quantity::from_json(v) else {
         e.push(invalid(p, v.clone(), QUANTITY_ERR));
         return None;
     };

@@ -82,7 +82,7 @@ fn class_name(e: &mut Errs, spec: &Value, sp: &Path) {
 
 /// A positive quantity (upstream's `ValidatePositiveQuantityValue`).
 fn positive_quantity(e: &mut Errs, v: &Value, p: &Path) {
-    match scalar_text(v).as_deref().and_then(Quantity::parse) {
+    match Quantity::from_json(v) {
         None => e.push(invalid(p, v.clone(), QUANTITY_ERR)),
         Some(q) if q.is_negative() || q.is_zero() => {
             e.push(invalid(p, q.canonical(), "must be greater than zero"))
@@ -287,7 +287,7 @@ pub(crate) fn validate_pvc_update(e: &mut Errs, new: &Value, old: &Value) {
             ),
         ));
     }
-    let quantity = |v: Option<&Value>| v.and_then(scalar_text).and_then(|t| Quantity::parse(&t));
+    let quantity = |v: Option<&Value>| v.and_then(Quantity::from_json);
     let new_size = quantity(at(ns, &["resources", "requests", "storage"]));
     let old_size = quantity(at(os, &["resources", "requests", "storage"]));
     let capacity = quantity(at(old, &["status", "capacity", "storage"]));

@@ -162,15 +162,6 @@ pub(crate) fn map<'a>(
     object(e, v, p, key)?.as_object()
 }
 
-/// A string or number (quantities may be sent either way) as text.
-pub(crate) fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// The value at a dotted path of object members, e.g. `["spec", "template"]`.
 pub(crate) fn at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().try_fold(v, |cur, k| get(cur, k))

@@ -125,7 +125,7 @@ fn validate_one_source(e: &mut Errs, vol: &Value, vp: &Path, kind: &str) {
         }
         "emptyDir" => {
             if let Some(v) = get(src, "sizeLimit") {
-                match scalar_text(v).as_deref().and_then(Quantity::parse) {
+                match Quantity::from_json(v) {
                     None => e.push(invalid(&p.child("sizeLimit"), v.clone(), QUANTITY_ERR)),
                     Some(q) if q.is_negative() => e.push(forbidden(
                         &p.child("sizeLimit"),
