@@ -127,7 +127,113 @@ INLINE_FIELDS = {
 # Go pointer fields (scalars and IntOrString) of the reachable messages: a
 # zero value on the wire is an explicit value there. Keyed by message name
 # (package.Message, package as in k8s-pb's module path), JSON field names.
-POINTER_FIELDS = {}
+POINTER_FIELDS = {k: set(v.split()) for k, v in {
+    "apps.v1.DaemonSetSpec": "revisionHistoryLimit",
+    "apps.v1.DaemonSetStatus": "collisionCount",
+    "apps.v1.DeploymentSpec": "replicas revisionHistoryLimit progressDeadlineSeconds",
+    "apps.v1.DeploymentStatus": "collisionCount terminatingReplicas",
+    "apps.v1.ReplicaSetSpec": "replicas",
+    "apps.v1.ReplicaSetStatus": "terminatingReplicas",
+    "apps.v1.RollingUpdateDaemonSet": "maxUnavailable maxSurge",
+    "apps.v1.RollingUpdateDeployment": "maxUnavailable maxSurge",
+    "apps.v1.RollingUpdateStatefulSetStrategy": "partition maxUnavailable",
+    "apps.v1.StatefulSetSpec": "replicas revisionHistoryLimit",
+    "apps.v1.StatefulSetStatus": "collisionCount",
+    "batch.v1.CronJobSpec": "startingDeadlineSeconds suspend successfulJobsHistoryLimit "
+                            "failedJobsHistoryLimit timeZone",
+    "batch.v1.JobSpec": "parallelism completions activeDeadlineSeconds manualSelector "
+                        "backoffLimit ttlSecondsAfterFinished completionMode suspend "
+                        "backoffLimitPerIndex maxFailedIndexes podReplacementPolicy managedBy",
+    "batch.v1.JobStatus": "ready failedIndexes terminating",
+    "batch.v1.PodFailurePolicyOnExitCodesRequirement": "containerName",
+    "batch.v1.SuccessPolicyRule": "succeededIndexes succeededCount",
+    "coordination.v1.LeaseSpec": "holderIdentity leaseDurationSeconds leaseTransitions "
+                                 "strategy preferredHolder",
+    "core.v1.AppArmorProfile": "localhostProfile",
+    "core.v1.AzureDiskVolumeSource": "cachingMode fsType readOnly kind",
+    "core.v1.AzureFilePersistentVolumeSource": "secretNamespace",
+    "core.v1.CSIVolumeSource": "readOnly fsType",
+    "core.v1.ClientIpConfig": "timeoutSeconds",
+    "core.v1.ClusterTrustBundleProjection": "name signerName optional",
+    "core.v1.ConfigMap": "immutable",
+    "core.v1.ConfigMapEnvSource": "optional",
+    "core.v1.ConfigMapKeySelector": "optional",
+    "core.v1.ConfigMapProjection": "optional",
+    "core.v1.ConfigMapVolumeSource": "defaultMode optional",
+    "core.v1.Container": "restartPolicy",
+    "core.v1.ContainerStatus": "started stopSignal",
+    "core.v1.DownwardAPIVolumeFile": "mode",
+    "core.v1.DownwardAPIVolumeSource": "defaultMode",
+    "core.v1.EndpointAddress": "nodeName",
+    "core.v1.EndpointPort": "appProtocol",
+    "core.v1.EphemeralContainerCommon": "restartPolicy",
+    "core.v1.FcVolumeSource": "lun",
+    "core.v1.GlusterfsPersistentVolumeSource": "endpointsNamespace",
+    "core.v1.GrpcAction": "service",
+    "core.v1.HostPathVolumeSource": "type",
+    "core.v1.IscsiPersistentVolumeSource": "initiatorName",
+    "core.v1.IscsiVolumeSource": "initiatorName",
+    "core.v1.KeyToPath": "mode",
+    "core.v1.Lifecycle": "stopSignal",
+    "core.v1.LoadBalancerIngress": "ipMode",
+    "core.v1.LocalVolumeSource": "fsType",
+    "core.v1.NodeFeatures": "supplementalGroupsPolicy",
+    "core.v1.NodeRuntimeHandlerFeatures": "recursiveReadOnlyMounts userNamespaces",
+    "core.v1.NodeSwapStatus": "capacity",
+    "core.v1.PersistentVolumeClaimSpec": "storageClassName volumeMode volumeAttributesClassName",
+    "core.v1.PersistentVolumeClaimStatus": "currentVolumeAttributesClassName",
+    "core.v1.PersistentVolumeSpec": "volumeMode volumeAttributesClassName",
+    "core.v1.PodDnsConfigOption": "value",
+    "core.v1.PodResourceClaim": "resourceClaimName resourceClaimTemplateName",
+    "core.v1.PodResourceClaimStatus": "resourceClaimName",
+    "core.v1.PodSecurityContext": "runAsUser runAsNonRoot fsGroup runAsGroup "
+                                  "fsGroupChangePolicy supplementalGroupsPolicy "
+                                  "seLinuxChangePolicy",
+    "core.v1.PodSpec": "terminationGracePeriodSeconds activeDeadlineSeconds "
+                       "automountServiceAccountToken priority shareProcessNamespace "
+                       "runtimeClassName enableServiceLinks preemptionPolicy "
+                       "setHostnameAsFQDN hostUsers",
+    "core.v1.PortStatus": "error",
+    "core.v1.Probe": "terminationGracePeriodSeconds",
+    "core.v1.ProjectedVolumeSource": "defaultMode",
+    "core.v1.SeccompProfile": "localhostProfile",
+    "core.v1.Secret": "immutable",
+    "core.v1.SecretEnvSource": "optional",
+    "core.v1.SecretKeySelector": "optional",
+    "core.v1.SecretProjection": "optional",
+    "core.v1.SecretVolumeSource": "defaultMode optional",
+    "core.v1.SecurityContext": "privileged runAsUser runAsNonRoot readOnlyRootFilesystem "
+                               "allowPrivilegeEscalation runAsGroup procMount",
+    "core.v1.ServiceAccount": "automountServiceAccountToken",
+    "core.v1.ServiceAccountTokenProjection": "expirationSeconds",
+    "core.v1.ServicePort": "appProtocol",
+    "core.v1.ServiceSpec": "ipFamilyPolicy allocateLoadBalancerNodePorts loadBalancerClass "
+                           "internalTrafficPolicy trafficDistribution",
+    "core.v1.Toleration": "tolerationSeconds",
+    "core.v1.TopologySpreadConstraint": "minDomains nodeAffinityPolicy nodeTaintsPolicy",
+    "core.v1.TypedLocalObjectReference": "apiGroup",
+    "core.v1.TypedObjectReference": "apiGroup namespace",
+    "core.v1.VolumeMount": "mountPropagation recursiveReadOnly",
+    "core.v1.VolumeMountStatus": "recursiveReadOnly",
+    "core.v1.WindowsSecurityContextOptions": "gmsaCredentialSpecName gmsaCredentialSpec "
+                                             "runAsUserName hostProcess",
+    "discovery.v1.Endpoint": "hostname nodeName zone",
+    "discovery.v1.EndpointConditions": "ready serving terminating",
+    "discovery.v1.EndpointPort": "name protocol port appProtocol",
+    "networking.v1.IngressClassParametersReference": "apiGroup scope namespace",
+    "networking.v1.IngressPortStatus": "error",
+    "networking.v1.IngressSpec": "ingressClassName",
+    "networking.v1.NetworkPolicyPort": "protocol port endPort",
+    "policy.v1.PodDisruptionBudgetSpec": "minAvailable maxUnavailable "
+                                         "unhealthyPodEvictionPolicy",
+    "scheduling.v1.PriorityClass": "preemptionPolicy",
+    "storage.v1.StorageClass": "reclaimPolicy allowVolumeExpansion volumeBindingMode",
+    "meta.v1.DeleteOptions": "gracePeriodSeconds orphanDependents propagationPolicy "
+                             "ignoreStoreReadErrorWithClusterBreakingPotential",
+    "meta.v1.ObjectMeta": "deletionGracePeriodSeconds",
+    "meta.v1.OwnerReference": "controller blockOwnerDeletion",
+    "meta.v1.Preconditions": "uid resourceVersion",
+}.items()}
 
 
 def snake_to_camel(s):

@@ -2,8 +2,9 @@
 //! under the `writes` load, then, with rkube stopped, (b) the same number of
 //! concurrent clients putting 1 KiB values under distinct keys straight into
 //! the same etcd with `etcd-client`. Reports both rates and their ratio,
-//! plus a diagnostic third loop that replays rkube's per-create etcd access
-//! pattern (linearizable GET, then create transaction) without rkube.
+//! plus two diagnostic loops that replay rkube's per-create etcd access
+//! without rkube: the create transaction alone, and a linearizable GET (the
+//! namespace check) followed by the create transaction.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,8 @@ pub struct RatioArgs {
 pub enum RawOp {
     /// One plain put.
     Put,
+    /// A create-if-absent transaction alone (rkube's store `create`).
+    CreateTxn,
     /// What rkube's create does on etcd: a linearizable GET (the namespace
     /// check) followed by a create-if-absent transaction.
     GetThenCreateTxn,
@@ -80,9 +83,11 @@ pub async fn raw_loop(
                             .put(format!("/bench/raw/{n:08}"), value.as_slice(), None)
                             .await
                             .map(|_| ()),
-                        RawOp::GetThenCreateTxn => {
-                            kv.get("/bench/namespace", None).await?;
-                            let key = format!("/bench/txn/{n:08}");
+                        RawOp::CreateTxn | RawOp::GetThenCreateTxn => {
+                            if op == RawOp::GetThenCreateTxn {
+                                kv.get("/bench/namespace", None).await?;
+                            }
+                            let key = format!("/bench/txn/{op:?}/{n:08}");
                             let txn = Txn::new()
                                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                                 .and_then([TxnOp::put(key.as_str(), value.as_slice(), None)])
@@ -153,31 +158,39 @@ pub async fn run(env: &Env, a: &RatioArgs) -> anyhow::Result<Row> {
     ]);
     let raw = raw_loop(&etcd.endpoint, a.clients, a.seconds, RawOp::Put).await?;
     let raw_cpu = meter.report();
-    // Diagnostic: rkube's access pattern without rkube.
-    let meter = CpuMeter::start(&[
-        ("etcd", stat_path(etcd.pid())),
-        ("bench", "/proc/self/stat".into()),
-    ]);
-    let pattern = raw_loop(
-        &etcd.endpoint,
-        a.clients,
-        a.seconds,
-        RawOp::GetThenCreateTxn,
-    )
-    .await?;
-    let pattern_cpu = meter.report();
+    // Diagnostics: rkube's access pattern without rkube, and its parts.
+    let mut diagnostics = Vec::new();
+    let mut diag_errors = 0;
+    for (op, label) in [
+        (RawOp::CreateTxn, "raw create txn alone"),
+        (
+            RawOp::GetThenCreateTxn,
+            "raw GET + create txn per write (rkube's pattern)",
+        ),
+    ] {
+        let meter = CpuMeter::start(&[
+            ("etcd", stat_path(etcd.pid())),
+            ("bench", "/proc/self/stat".into()),
+        ]);
+        let r = raw_loop(&etcd.endpoint, a.clients, a.seconds, op).await?;
+        diag_errors += r.errors;
+        diagnostics.push(format!(
+            "{label}: {} ({})",
+            describe(&r, "writes"),
+            meter.report()
+        ));
+    }
     let ratio = rk.rate() / raw.rate().max(1e-9);
     let mut result = format!(
-        "rkube on etcd: {} ({rk_cpu}) — raw etcd put: {} ({raw_cpu}) — ratio {ratio:.2} — \
-         diagnostic, raw GET + create txn per write (rkube's pattern): {} ({pattern_cpu})",
+        "rkube on etcd: {} ({rk_cpu}) — raw etcd put: {} ({raw_cpu}) — ratio {ratio:.2} — diagnostics: {}",
         describe(&rk, "writes"),
         describe(&raw, "puts"),
-        describe(&pattern, "writes"),
+        diagnostics.join(" — "),
     );
     if let Err(e) = &alive {
         result.push_str(&format!("; {e}"));
     }
-    let verdict = if rk.errors > 0 || raw.errors > 0 || pattern.errors > 0 || alive.is_err() {
+    let verdict = if rk.errors > 0 || raw.errors > 0 || diag_errors > 0 || alive.is_err() {
         Verdict::Failed
     } else {
         Verdict::from_bool(ratio >= TARGET_RATIO)

@@ -17,7 +17,7 @@ pub enum DecodeError {
     Type { path: String, message: String },
     /// A required field is absent (upstream reports these at validation, 422).
     #[error("{0}")]
-    Missing(FieldError),
+    Missing(Box<FieldError>),
     /// No typed schema for the kind.
     #[error("no kind {0} is registered")]
     UnknownKind(String),
@@ -69,7 +69,7 @@ pub fn decode_typed(group: &str, kind: &str, v: Value) -> Result<Decoded, Decode
             } else {
                 format!("{path}.{name}")
             };
-            DecodeError::Missing(FieldError::required(field, ""))
+            DecodeError::Missing(Box::new(FieldError::required(field, "")))
         } else {
             DecodeError::Type {
                 path,
@@ -188,7 +188,15 @@ mod tests {
             "spec": {"template": {"spec": {"containers": [{"image": "i"}]}}}});
         let out = decode_typed("apps", "Deployment", d).unwrap().value;
         assert!(out["spec"].get("selector").is_none(), "{out}");
-        assert!(out["spec"]["template"]["spec"]["containers"][0].get("name").is_none(), "{out}");
-        assert!(out["metadata"].get("labels").is_none(), "nulls are dropped: {out}");
+        assert!(
+            out["spec"]["template"]["spec"]["containers"][0]
+                .get("name")
+                .is_none(),
+            "{out}"
+        );
+        assert!(
+            out["metadata"].get("labels").is_none(),
+            "nulls are dropped: {out}"
+        );
     }
 }

@@ -42,7 +42,11 @@ fn value() -> impl Strategy<Value = Value> {
 fn paths_present(v: &Value, prefix: &str, out: &mut Vec<String>) {
     if let Value::Object(m) = v {
         for (k, child) in m {
-            let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             out.push(p.clone());
             paths_present(child, &p, out);
         }

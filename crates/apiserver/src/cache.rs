@@ -57,16 +57,31 @@ pub struct CacheEvent {
 }
 
 impl CacheEvent {
-    pub fn new(kind: EventKind, rev: i64, key: String, obj: Arc<Value>, prev: Option<Arc<Value>>) -> Self {
-        CacheEvent { kind, rev, key, obj, prev, line: OnceLock::new() }
+    pub fn new(
+        kind: EventKind,
+        rev: i64,
+        key: String,
+        obj: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) -> Self {
+        CacheEvent {
+            kind,
+            rev,
+            key,
+            obj,
+            prev,
+            line: OnceLock::new(),
+        }
     }
 
     /// The watch-stream line of this event (JSON), computed once.
     pub fn json_line(&self) -> Bytes {
         self.line
             .get_or_init(|| {
-                let mut v = serde_json::to_vec(&serde_json::json!({"type": self.kind.as_str(), "object": &*self.obj}))
-                    .unwrap_or_default();
+                let mut v = serde_json::to_vec(
+                    &serde_json::json!({"type": self.kind.as_str(), "object": &*self.obj}),
+                )
+                .unwrap_or_default();
                 v.push(b'\n');
                 Bytes::from(v)
             })
@@ -124,7 +139,11 @@ impl ResourceCache {
     }
 
     pub fn len(&self) -> usize {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).objects.len()
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .objects
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -134,7 +153,13 @@ impl ResourceCache {
     /// Starts a watch after `from_rev` (the caller made sure the cache has
     /// reached it). With `initial`, also returns every current object under
     /// `prefix`, and replays nothing (the objects are the state at `rev`).
-    pub fn start_watch(&self, prefix: &str, from_rev: i64, initial: bool, current_rev: i64) -> Result<WatchStart, CacheError> {
+    pub fn start_watch(
+        &self,
+        prefix: &str,
+        from_rev: i64,
+        initial: bool,
+        current_rev: i64,
+    ) -> Result<WatchStart, CacheError> {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
         let rx = st.tx.subscribe();
         if initial {
@@ -144,10 +169,18 @@ impl ResourceCache {
                 .take_while(|(k, _)| k.starts_with(prefix))
                 .map(|(_, v)| v.clone())
                 .collect();
-            return Ok(WatchStart { initial: objs, replay: Vec::new(), rx, rev: current_rev });
+            return Ok(WatchStart {
+                initial: objs,
+                replay: Vec::new(),
+                rx,
+                rev: current_rev,
+            });
         }
         if from_rev < st.oldest_rev {
-            return Err(CacheError::TooOld { requested: from_rev, oldest: st.oldest_rev });
+            return Err(CacheError::TooOld {
+                requested: from_rev,
+                oldest: st.oldest_rev,
+            });
         }
         let replay = st
             .history
@@ -155,7 +188,12 @@ impl ResourceCache {
             .filter(|e| e.rev > from_rev && e.key.starts_with(prefix))
             .cloned()
             .collect();
-        Ok(WatchStart { initial: Vec::new(), replay, rx, rev: current_rev })
+        Ok(WatchStart {
+            initial: Vec::new(),
+            replay,
+            rx,
+            rev: current_rev,
+        })
     }
 
     fn apply(&self, ev: Arc<CacheEvent>) {
@@ -232,7 +270,11 @@ impl Cacher {
             });
         }
         let (rev_tx, _) = watch::channel(0);
-        let cacher = Arc::new(Cacher { store, by_prefix, rev_tx });
+        let cacher = Arc::new(Cacher {
+            store,
+            by_prefix,
+            rev_tx,
+        });
         let rev = cacher.relist().await?;
         let c = cacher.clone();
         tokio::spawn(async move { c.follow(rev).await });
@@ -240,17 +282,32 @@ impl Cacher {
     }
 
     async fn relist(&self) -> Result<i64, StoreError> {
-        let res = self.store.range(RangeRequest { prefix: "/registry/".into(), ..Default::default() }).await?;
+        let res = self
+            .store
+            .range(RangeRequest {
+                prefix: "/registry/".into(),
+                ..Default::default()
+            })
+            .await?;
         let mut maps: HashMap<&str, BTreeMap<String, Arc<Value>>> = HashMap::new();
         for kv in &res.kvs {
-            let Some(p) = prefix_of(&kv.key) else { continue };
-            let Some((prefix, _)) = self.by_prefix.get_key_value(p) else { continue };
+            let Some(p) = prefix_of(&kv.key) else {
+                continue;
+            };
+            let Some((prefix, _)) = self.by_prefix.get_key_value(p) else {
+                continue;
+            };
             if let Some(v) = decode_stored(&kv.value, kv.mod_revision) {
-                maps.entry(prefix.as_str()).or_default().insert(kv.key.clone(), Arc::new(v));
+                maps.entry(prefix.as_str())
+                    .or_default()
+                    .insert(kv.key.clone(), Arc::new(v));
             }
         }
         for (prefix, cache) in &self.by_prefix {
-            cache.reset(maps.remove(prefix.as_str()).unwrap_or_default(), res.revision);
+            cache.reset(
+                maps.remove(prefix.as_str()).unwrap_or_default(),
+                res.revision,
+            );
         }
         self.rev_tx.send_replace(res.revision);
         Ok(res.revision)
@@ -293,14 +350,24 @@ impl Cacher {
     }
 
     fn apply_store_event(&self, e: rkube_store::Event) {
-        let Some(p) = prefix_of(&e.kv.key) else { return };
-        let Some(cache) = self.by_prefix.get(p) else { return };
+        let Some(p) = prefix_of(&e.kv.key) else {
+            return;
+        };
+        let Some(cache) = self.by_prefix.get(p) else {
+            return;
+        };
         let rev = e.kv.mod_revision;
         let prev = cache.get(&e.kv.key);
         let ev = match e.kind {
             EventType::Put => {
-                let Some(obj) = decode_stored(&e.kv.value, rev) else { return };
-                let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
+                let Some(obj) = decode_stored(&e.kv.value, rev) else {
+                    return;
+                };
+                let kind = if prev.is_some() {
+                    EventKind::Modified
+                } else {
+                    EventKind::Added
+                };
                 CacheEvent::new(kind, rev, e.kv.key, Arc::new(obj), prev)
             }
             EventType::Delete => {
@@ -347,8 +414,14 @@ mod tests {
 
     #[test]
     fn prefixes_are_resource_prefixes() {
-        assert_eq!(prefix_of("/registry/core/pods/default/web"), Some("/registry/core/pods/"));
-        assert_eq!(prefix_of("/registry/core/namespaces/default"), Some("/registry/core/namespaces/"));
+        assert_eq!(
+            prefix_of("/registry/core/pods/default/web"),
+            Some("/registry/core/pods/")
+        );
+        assert_eq!(
+            prefix_of("/registry/core/namespaces/default"),
+            Some("/registry/core/namespaces/")
+        );
         assert_eq!(prefix_of("/registry/apps"), None);
         assert_eq!(prefix_of("/other/x/y"), None);
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +16,10 @@ pub enum CertError {
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}: no PEM certificate or key found")]
     Pem(PathBuf),
     #[error("TLS configuration: {0}")]
@@ -33,7 +36,10 @@ pub struct Pki {
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
-    std::fs::read_to_string(path).map_err(|source| CertError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes a file atomically (temp file + rename), with mode 0600 for keys.
@@ -41,7 +47,10 @@ fn write_private(path: &Path, contents: &str) -> Result<(), CertError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let io = |source| CertError::Io { path: path.to_path_buf(), source };
+    let io = |source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -58,7 +67,11 @@ fn ca_params() -> Result<CertificateParams, CertError> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     p.distinguished_name.push(DnType::CommonName, "rkube-ca");
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_after = rcgen::date_time_ymd(2036, 1, 1);
     Ok(p)
 }
@@ -66,9 +79,16 @@ fn ca_params() -> Result<CertificateParams, CertError> {
 /// Loads the PKI from `dir/pki`, creating whatever is missing. The serving
 /// certificate covers `localhost`, 127.0.0.1, ::1, the host name and
 /// `extra_ips`/`extra_names`.
-pub fn ensure_pki(dir: &Path, extra_ips: &[IpAddr], extra_names: &[String]) -> Result<Pki, CertError> {
+pub fn ensure_pki(
+    dir: &Path,
+    extra_ips: &[IpAddr],
+    extra_names: &[String],
+) -> Result<Pki, CertError> {
     let pki = dir.join("pki");
-    std::fs::create_dir_all(&pki).map_err(|source| CertError::Io { path: pki.clone(), source })?;
+    std::fs::create_dir_all(&pki).map_err(|source| CertError::Io {
+        path: pki.clone(),
+        source,
+    })?;
     let ca_crt = pki.join("ca.crt");
     let ca_key = pki.join("ca.key");
     let (ca_cert_pem, ca_key_pem) = if ca_crt.exists() && ca_key.exists() {
@@ -85,7 +105,12 @@ pub fn ensure_pki(dir: &Path, extra_ips: &[IpAddr], extra_names: &[String]) -> R
     let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
 
     let (serving_cert_pem, serving_key_pem) = load_or_issue(&pki, "serving", |key| {
-        let mut names: Vec<String> = vec!["localhost".into(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into()];
+        let mut names: Vec<String> = vec![
+            "localhost".into(),
+            "kubernetes".into(),
+            "kubernetes.default".into(),
+            "kubernetes.default.svc".into(),
+        ];
         if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
             let h = h.trim();
             if !h.is_empty() {
@@ -94,17 +119,31 @@ pub fn ensure_pki(dir: &Path, extra_ips: &[IpAddr], extra_names: &[String]) -> R
         }
         names.extend(extra_names.iter().cloned());
         let mut p = CertificateParams::new(names)?;
-        for ip in ["127.0.0.1".parse::<IpAddr>(), "::1".parse::<IpAddr>()].into_iter().flatten().chain(extra_ips.iter().copied()) {
+        for ip in ["127.0.0.1".parse::<IpAddr>(), "::1".parse::<IpAddr>()]
+            .into_iter()
+            .flatten()
+            .chain(extra_ips.iter().copied())
+        {
             p.subject_alt_names.push(SanType::IpAddress(ip));
         }
-        p.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        p.distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         p.not_after = rcgen::date_time_ymd(2036, 1, 1);
         Ok(p.signed_by(key, &issuer)?.pem())
     })?;
-    let (admin_cert_pem, admin_key_pem) =
-        load_or_issue(&pki, "admin", |key| Ok(client_cert_params("system:admin", &["system:masters"])?.signed_by(key, &issuer)?.pem()))?;
-    Ok(Pki { ca_cert_pem, serving_cert_pem, serving_key_pem, admin_cert_pem, admin_key_pem })
+    let (admin_cert_pem, admin_key_pem) = load_or_issue(&pki, "admin", |key| {
+        Ok(client_cert_params("system:admin", &["system:masters"])?
+            .signed_by(key, &issuer)?
+            .pem())
+    })?;
+    Ok(Pki {
+        ca_cert_pem,
+        serving_cert_pem,
+        serving_key_pem,
+        admin_cert_pem,
+        admin_key_pem,
+    })
 }
 
 /// Parameters of a client certificate for `user` in `groups`.
@@ -120,7 +159,11 @@ pub fn client_cert_params(user: &str, groups: &[&str]) -> Result<CertificatePara
 }
 
 /// Issues a client certificate signed by the CA in `dir/pki` (PEM cert, PEM key).
-pub fn issue_client_cert(dir: &Path, user: &str, groups: &[&str]) -> Result<(String, String), CertError> {
+pub fn issue_client_cert(
+    dir: &Path,
+    user: &str,
+    groups: &[&str],
+) -> Result<(String, String), CertError> {
     let pki = dir.join("pki");
     let ca_key = KeyPair::from_pem(&read(&pki.join("ca.key"))?)?;
     let issuer = Issuer::from_ca_cert_pem(&read(&pki.join("ca.crt"))?, ca_key)?;
@@ -148,7 +191,13 @@ fn load_or_issue(
 }
 
 /// Renders a kubeconfig with embedded credentials.
-pub fn kubeconfig(server_url: &str, ca_pem: &str, cert_pem: &str, key_pem: &str, user: &str) -> String {
+pub fn kubeconfig(
+    server_url: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    user: &str,
+) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {}\ncontexts:\n- name: rkube\n  context:\n    cluster: rkube\n    user: {user}\ncurrent-context: rkube\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
@@ -159,9 +208,22 @@ pub fn kubeconfig(server_url: &str, ca_pem: &str, cert_pem: &str, key_pem: &str,
 }
 
 /// Writes the admin kubeconfig to `dir/kubeconfig` (mode 0600).
-pub fn write_admin_kubeconfig(dir: &Path, server_url: &str, pki: &Pki) -> Result<PathBuf, CertError> {
+pub fn write_admin_kubeconfig(
+    dir: &Path,
+    server_url: &str,
+    pki: &Pki,
+) -> Result<PathBuf, CertError> {
     let path = dir.join("kubeconfig");
-    write_private(&path, &kubeconfig(server_url, &pki.ca_cert_pem, &pki.admin_cert_pem, &pki.admin_key_pem, "admin"))?;
+    write_private(
+        &path,
+        &kubeconfig(
+            server_url,
+            &pki.ca_cert_pem,
+            &pki.admin_cert_pem,
+            &pki.admin_key_pem,
+            "admin",
+        ),
+    )?;
     Ok(path)
 }
 
@@ -171,21 +233,25 @@ pub fn write_admin_kubeconfig(dir: &Path, server_url: &str, pki: &Pki) -> Result
 pub fn server_tls_config(pki: &Pki) -> Result<rustls::ServerConfig, CertError> {
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let ca: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.ca_cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| CertError::Tls(e.to_string()))?;
+    let ca: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.ca_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| CertError::Tls(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in ca {
         roots.add(c).map_err(|e| CertError::Tls(e.to_string()))?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
-        .allow_unauthenticated()
-        .build()
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| CertError::Tls(e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.serving_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| CertError::Tls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.serving_key_pem.as_bytes())
         .map_err(|e| CertError::Tls(e.to_string()))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.serving_cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| CertError::Tls(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(pki.serving_key_pem.as_bytes()).map_err(|e| CertError::Tls(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| CertError::Tls(e.to_string()))?
@@ -200,7 +266,12 @@ pub fn server_tls_config(pki: &Pki) -> Result<rustls::ServerConfig, CertError> {
 pub fn identity_from_cert(der: &[u8]) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let user = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let user = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
@@ -225,7 +296,13 @@ mod tests {
         let (user, groups) = identity_from_cert(&der).unwrap();
         assert_eq!(user, "system:admin");
         assert_eq!(groups, vec!["system:masters".to_string()]);
-        let kc = kubeconfig("https://127.0.0.1:6443", &a.ca_cert_pem, &a.admin_cert_pem, &a.admin_key_pem, "admin");
+        let kc = kubeconfig(
+            "https://127.0.0.1:6443",
+            &a.ca_cert_pem,
+            &a.admin_cert_pem,
+            &a.admin_key_pem,
+            "admin",
+        );
         assert!(kc.contains("server: https://127.0.0.1:6443"));
     }
 }

@@ -4,17 +4,32 @@
 
 use std::sync::OnceLock;
 
-use rkube_api::resources::{group_version_resources, group_versions, ResourceInfo, ALL_VERBS, GROUPS};
+use rkube_api::resources::{
+    group_version_resources, group_versions, ResourceInfo, ALL_VERBS, GROUPS,
+};
 use serde_json::{json, Value};
 
 /// The kind and verbs a subresource answers with.
-fn subresource_kind(res: &ResourceInfo, sub: &str) -> (&'static str, &'static str, &'static str, &'static [&'static str]) {
+fn subresource_kind(
+    res: &ResourceInfo,
+    sub: &str,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+) {
     match sub {
         "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
         "binding" => ("", "v1", "Binding", &["create"]),
         "eviction" => ("policy", "v1", "Eviction", &["create"]),
         "finalize" => (res.group, res.version, res.kind, &["update"]),
-        _ => (res.group, res.version, res.kind, &["get", "patch", "update"]),
+        _ => (
+            res.group,
+            res.version,
+            res.kind,
+            &["get", "patch", "update"],
+        ),
     }
 }
 
@@ -55,15 +70,17 @@ fn legacy_resources(group: &str, version: &str) -> Value {
             out.push(s);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out})
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`; None when not served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    if group_version_resources(group, version).next().is_none() {
-        return None;
-    }
+    group_version_resources(group, version).next()?;
     Some(legacy_resources(group, version))
 }
 
@@ -87,7 +104,11 @@ fn api_group(group: &str) -> Value {
 
 /// `/apis`.
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = GROUPS.iter().filter(|g| !g.is_empty()).map(|g| api_group(g)).collect();
+    let groups: Vec<Value> = GROUPS
+        .iter()
+        .filter(|g| !g.is_empty())
+        .map(|g| api_group(g))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -149,7 +170,11 @@ pub fn aggregated(core: bool, api_version: &str) -> Vec<u8> {
             let items: Vec<Value> = if core {
                 vec![aggregated_group("")]
             } else {
-                GROUPS.iter().filter(|g| !g.is_empty()).map(|g| aggregated_group(g)).collect()
+                GROUPS
+                    .iter()
+                    .filter(|g| !g.is_empty())
+                    .map(|g| aggregated_group(g))
+                    .collect()
             };
             serde_json::to_vec(&json!({
                 "kind": "APIGroupDiscoveryList",
@@ -159,7 +184,12 @@ pub fn aggregated(core: bool, api_version: &str) -> Vec<u8> {
             }))
             .unwrap_or_default()
         };
-        [make(true, "v2"), make(false, "v2"), make(true, "v2beta1"), make(false, "v2beta1")]
+        [
+            make(true, "v2"),
+            make(false, "v2"),
+            make(true, "v2beta1"),
+            make(false, "v2beta1"),
+        ]
     });
     let i = match (core, api_version) {
         (true, "v2") => 0,
@@ -177,12 +207,32 @@ mod tests {
     #[test]
     fn legacy_lists_name_subresources_with_their_kinds() {
         let v1 = resource_list("", "v1").unwrap();
-        let names: Vec<&str> = v1["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert!(names.contains(&"pods/binding") && names.contains(&"pods/status") && names.contains(&"namespaces/finalize"));
-        let eviction = v1["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").unwrap();
-        assert_eq!((eviction["group"].as_str(), eviction["kind"].as_str()), (Some("policy"), Some("Eviction")));
+        let names: Vec<&str> = v1["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"pods/binding")
+                && names.contains(&"pods/status")
+                && names.contains(&"namespaces/finalize")
+        );
+        let eviction = v1["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .unwrap();
+        assert_eq!(
+            (eviction["group"].as_str(), eviction["kind"].as_str()),
+            (Some("policy"), Some("Eviction"))
+        );
         assert!(resource_list("apps", "v2").is_none());
-        assert_eq!(group("apps").unwrap()["preferredVersion"]["groupVersion"], "apps/v1");
+        assert_eq!(
+            group("apps").unwrap()["preferredVersion"]["groupVersion"],
+            "apps/v1"
+        );
     }
 
     #[test]
@@ -190,7 +240,12 @@ mod tests {
         let all: Value = serde_json::from_slice(&aggregated(false, "v2")).unwrap();
         assert_eq!(all["items"].as_array().unwrap().len(), GROUPS.len() - 1);
         let core: Value = serde_json::from_slice(&aggregated(true, "v2")).unwrap();
-        let pods = core["items"][0]["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "pods").unwrap();
+        let pods = core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
         assert_eq!(pods["scope"], "Namespaced");
         assert_eq!(pods["shortNames"], json!(["po"]));
     }

@@ -29,7 +29,12 @@ fn details(res: &ResourceInfo, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -39,12 +44,20 @@ impl ApiError {
     pub fn not_found(res: &ResourceInfo, name: &str) -> Self {
         ApiError {
             details: Some(details(res, name)),
-            ..Self::new(StatusCode::NOT_FOUND, "NotFound", format!("{} \"{}\" not found", res.qualified_resource(), name))
+            ..Self::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{} \"{}\" not found", res.qualified_resource(), name),
+            )
         }
     }
 
     pub fn not_found_path() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn already_exists(res: &ResourceInfo, name: &str) -> Self {
@@ -64,7 +77,12 @@ impl ApiError {
             ..Self::new(
                 StatusCode::CONFLICT,
                 "Conflict",
-                format!("Operation cannot be fulfilled on {} \"{}\": {}", res.qualified_resource(), name, why),
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": {}",
+                    res.qualified_resource(),
+                    name,
+                    why
+                ),
             )
         }
     }
@@ -90,7 +108,12 @@ impl ApiError {
             ..Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Invalid",
-                format!("{} \"{}\" is invalid: {}", res.qualified_kind(), name, aggregate_message(errs)),
+                format!(
+                    "{} \"{}\" is invalid: {}",
+                    res.qualified_kind(),
+                    name,
+                    aggregate_message(errs)
+                ),
             )
         }
     }
@@ -107,7 +130,11 @@ impl ApiError {
         };
         ApiError {
             details: Some(details(res, name)),
-            ..Self::new(StatusCode::FORBIDDEN, "Forbidden", format!("{what} is forbidden: {why}"))
+            ..Self::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("{what} is forbidden: {why}"),
+            )
         }
     }
 
@@ -120,7 +147,11 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     pub fn unsupported_media(ct: &str) -> Self {
@@ -136,7 +167,11 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
     }
 
     /// A store error in the context of one object.
@@ -145,7 +180,9 @@ impl ApiError {
             StoreError::AlreadyExists(_) => Self::already_exists(res, name),
             StoreError::NotFound(_) => Self::not_found(res, name),
             StoreError::Conflict(_) => Self::stale(res, name),
-            StoreError::Compacted(_) => Self::gone("The resourceVersion for the provided list is too old."),
+            StoreError::Compacted(_) => {
+                Self::gone("The resourceVersion for the provided list is too old.")
+            }
             StoreError::FutureRevision(_) => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "Timeout",

@@ -46,7 +46,10 @@ fn json_response(code: StatusCode, v: &Value) -> Resp {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = code;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -64,11 +67,18 @@ fn error_response(e: &ApiError) -> Resp {
 }
 
 fn text(code: StatusCode, s: &str) -> Resp {
-    bytes_response(code, "text/plain; charset=utf-8", Bytes::copy_from_slice(s.as_bytes()))
+    bytes_response(
+        code,
+        "text/plain; charset=utf-8",
+        Bytes::copy_from_slice(s.as_bytes()),
+    )
 }
 
 fn query_map(q: Option<&str>) -> HashMap<String, String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(q.unwrap_or("")).unwrap_or_default().into_iter().collect()
+    serde_urlencoded::from_str::<Vec<(String, String)>>(q.unwrap_or(""))
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 /// The version document (`/version`).
@@ -91,7 +101,11 @@ pub fn version_info() -> Value {
 }
 
 /// Entry point for one request.
-pub async fn handle(srv: Arc<ApiServer>, user: Option<UserInfo>, req: Request<hyper::body::Incoming>) -> Result<Resp, Infallible> {
+pub async fn handle(
+    srv: Arc<ApiServer>,
+    user: Option<UserInfo>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Resp, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -104,31 +118,66 @@ pub async fn handle(srv: Arc<ApiServer>, user: Option<UserInfo>, req: Request<hy
     Ok(resp)
 }
 
-async fn dispatch(srv: &Arc<ApiServer>, user: Option<UserInfo>, req: Request<hyper::body::Incoming>) -> (Resp, String, String) {
+async fn dispatch(
+    srv: &Arc<ApiServer>,
+    user: Option<UserInfo>,
+    req: Request<hyper::body::Incoming>,
+) -> (Resp, String, String) {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     // Unauthenticated endpoints.
     match path.as_str() {
-        "/healthz" | "/livez" => return (text(StatusCode::OK, "ok"), method.to_string(), String::new()),
+        "/healthz" | "/livez" => {
+            return (
+                text(StatusCode::OK, "ok"),
+                method.to_string(),
+                String::new(),
+            )
+        }
         "/readyz" => {
             let ok = srv.ready.load(Ordering::Relaxed) && srv.rest.store.ping().await.is_ok();
-            let r = if ok { text(StatusCode::OK, "ok") } else { text(StatusCode::SERVICE_UNAVAILABLE, "[-]storage failed: not ready\nreadyz check failed") };
+            let r = if ok {
+                text(StatusCode::OK, "ok")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "[-]storage failed: not ready\nreadyz check failed",
+                )
+            };
             return (r, method.to_string(), String::new());
         }
-        "/version" | "/version/" => return (json_response(StatusCode::OK, &version_info()), "GET".into(), String::new()),
+        "/version" | "/version/" => {
+            return (
+                json_response(StatusCode::OK, &version_info()),
+                "GET".into(),
+                String::new(),
+            )
+        }
         _ => {}
     }
     if user.is_none() {
-        return (error_response(&ApiError::unauthorized()), method.to_string(), String::new());
+        return (
+            error_response(&ApiError::unauthorized()),
+            method.to_string(),
+            String::new(),
+        );
     }
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let q = query_map(req.uri().query());
     let watch_param = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     if let Some(r) = non_resource(srv, &method, &path, accept.as_deref()) {
         return (r, method.to_string(), String::new());
     }
     let Some(info) = request::parse(&method, &path, watch_param) else {
-        return (error_response(&ApiError::not_found_path()), method.to_string(), String::new());
+        return (
+            error_response(&ApiError::not_found_path()),
+            method.to_string(),
+            String::new(),
+        );
     };
     let verb = info.verb.to_uppercase();
     let resource = info.resource.clone();
@@ -139,7 +188,12 @@ async fn dispatch(srv: &Arc<ApiServer>, user: Option<UserInfo>, req: Request<hyp
     (resp, verb, resource)
 }
 
-fn non_resource(srv: &ApiServer, method: &Method, path: &str, accept: Option<&str>) -> Option<Resp> {
+fn non_resource(
+    srv: &ApiServer,
+    method: &Method,
+    path: &str,
+    accept: Option<&str>,
+) -> Option<Resp> {
     if method != Method::GET {
         return None;
     }
@@ -160,30 +214,46 @@ fn non_resource(srv: &ApiServer, method: &Method, path: &str, accept: Option<&st
     });
     let trimmed = path.trim_end_matches('/');
     let r = match trimmed {
-        "/metrics" => bytes_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", srv.metrics.render()),
+        "/metrics" => bytes_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            srv.metrics.render(),
+        ),
         "/api" | "/apis" => match aggregated {
             Some(v) => bytes_response(
                 StatusCode::OK,
                 &format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
                 crate::discovery::aggregated(trimmed == "/api", v),
             ),
-            None if trimmed == "/api" => json_response(StatusCode::OK, &crate::discovery::api_versions(&srv.server_address)),
+            None if trimmed == "/api" => json_response(
+                StatusCode::OK,
+                &crate::discovery::api_versions(&srv.server_address),
+            ),
             None => json_response(StatusCode::OK, &crate::discovery::api_group_list()),
         },
         "/api/v1" => json_response(StatusCode::OK, &crate::discovery::resource_list("", "v1")?),
-        "/openapi/v2" => bytes_response(StatusCode::OK, "application/json", (*rkube_api::openapi::v2_document()).clone()),
+        "/openapi/v2" => bytes_response(
+            StatusCode::OK,
+            "application/json",
+            (*rkube_api::openapi::v2_document()).clone(),
+        ),
         "/openapi/v3" => json_response(StatusCode::OK, &rkube_api::openapi::v3_index()),
         _ => {
             if let Some(gv) = trimmed.strip_prefix("/openapi/v3/") {
                 let doc = rkube_api::openapi::v3_document(gv)?;
                 let mut r = bytes_response(StatusCode::OK, "application/json", (*doc).clone());
-                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, immutable"),
+                );
                 return Some(r);
             }
             let parts: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
             match parts.as_slice() {
                 ["apis", g] => json_response(StatusCode::OK, &crate::discovery::group(g)?),
-                ["apis", g, v] => json_response(StatusCode::OK, &crate::discovery::resource_list(g, v)?),
+                ["apis", g, v] => {
+                    json_response(StatusCode::OK, &crate::discovery::resource_list(g, v)?)
+                }
                 _ => return None,
             }
         }
@@ -192,8 +262,18 @@ fn non_resource(srv: &ApiServer, method: &Method, path: &str, accept: Option<&st
 }
 
 async fn read_body(req: Request<hyper::body::Incoming>) -> ApiResult<(Bytes, String)> {
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<usize>().ok()) {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<usize>().ok())
+    {
         if len > MAX_BODY {
             return Err(ApiError::too_large());
         }
@@ -202,7 +282,9 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> ApiResult<(Bytes, Str
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 ApiError::too_large()
             } else {
                 ApiError::bad_request(format!("error reading request body: {e}"))
@@ -224,7 +306,11 @@ fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
     let dry_run = match q.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("Invalid dryRun value: {other:?}; supported values: \"All\""))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid dryRun value: {other:?}; supported values: \"All\""
+            )))
+        }
     };
     Ok(WriteOptions {
         dry_run,
@@ -249,7 +335,8 @@ async fn resource_request(
     accept: Option<&str>,
     req: Request<hyper::body::Incoming>,
 ) -> ApiResult<Resp> {
-    let res = resources::lookup(&info.group, &info.version, &info.resource).ok_or_else(ApiError::not_found_path)?;
+    let res = resources::lookup(&info.group, &info.version, &info.resource)
+        .ok_or_else(ApiError::not_found_path)?;
     if !res.namespaced && info.namespace.is_some() {
         return Err(ApiError::not_found_path());
     }
@@ -259,21 +346,40 @@ async fn resource_request(
         }
     }
     let out = negotiate::output(accept, q.get("includeObject").map(String::as_str));
-    let t = Target { res, namespace: info.namespace.clone(), name: info.name.clone(), subresource: info.subresource.clone() };
+    let t = Target {
+        res,
+        namespace: info.namespace.clone(),
+        name: info.name.clone(),
+        subresource: info.subresource.clone(),
+    };
     let rest = &srv.rest;
     if let Some(sub) = info.subresource.as_deref().filter(|s| *s != "status") {
-        let body = if matches!(info.verb, "create" | "update" | "patch") { Some(read_body(req).await?) } else { None };
-        return subresources::handle(rest, &t, sub, info.verb, body, &q).await.map(|(code, v)| json_response(code, &v));
+        let body = if matches!(info.verb, "create" | "update" | "patch") {
+            Some(read_body(req).await?)
+        } else {
+            None
+        };
+        return subresources::handle(rest, &t, sub, info.verb, body, &q)
+            .await
+            .map(|(code, v)| json_response(code, &v));
     }
     match info.verb {
         "get" => {
-            let obj = crate::rest::read::get(rest, &t, q.get("resourceVersion").map(String::as_str)).await?;
-            Ok(json_response(StatusCode::OK, &negotiate::render_object(res, obj, out)))
+            let obj =
+                crate::rest::read::get(rest, &t, q.get("resourceVersion").map(String::as_str))
+                    .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &negotiate::render_object(res, obj, out),
+            ))
         }
         "list" => {
             let opts = ListOptions::parse(res, &q)?;
             let r = crate::rest::read::list(rest, &t, &opts).await?;
-            Ok(json_response(StatusCode::OK, &negotiate::render_list(res, &r, out)))
+            Ok(json_response(
+                StatusCode::OK,
+                &negotiate::render_list(res, &r, out),
+            ))
         }
         "watch" => {
             let list = ListOptions::parse(res, &q)?;
@@ -281,18 +387,35 @@ async fn resource_request(
                 .get("timeoutSeconds")
                 .and_then(|s| s.parse::<u64>().ok())
                 .map(Duration::from_secs)
-                .unwrap_or(Duration::from_secs(1800 + (uuid::Uuid::new_v4().as_u128() % 1800) as u64));
+                .unwrap_or(Duration::from_secs(
+                    1800 + (uuid::Uuid::new_v4().as_u128() % 1800) as u64,
+                ));
             let send_initial_events = q.get("sendInitialEvents").is_some_and(|v| v == "true");
             let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-            if send_initial_events && (list.resource_version_match.as_deref() != Some("NotOlderThan") || !bookmarks) && list.resource_version.is_some() {
+            if send_initial_events
+                && (list.resource_version_match.as_deref() != Some("NotOlderThan") || !bookmarks)
+                && list.resource_version.is_some()
+            {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Invalid",
                     "sendInitialEvents: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan and allowWatchBookmarks",
                 ));
             }
-            let opts = WatchOptions { list, bookmarks, send_initial_events, timeout, bookmark_interval: srv.bookmark_interval };
-            let rx = crate::rest::watch::watch(rest.clone(), t, opts, negotiate::watch_encoder(res, out)).await;
+            let opts = WatchOptions {
+                list,
+                bookmarks,
+                send_initial_events,
+                timeout,
+                bookmark_interval: srv.bookmark_interval,
+            };
+            let rx = crate::rest::watch::watch(
+                rest.clone(),
+                t,
+                opts,
+                negotiate::watch_encoder(res, out),
+            )
+            .await;
             srv.metrics.inflight_watches.inc();
             let guard = WatchGuard(srv.clone());
             let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |b| {
@@ -300,79 +423,152 @@ async fn resource_request(
                 Ok::<Bytes, Infallible>(b)
             });
             let mut r = Response::new(Body::from_stream(stream));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             Ok(r)
         }
         "create" => {
             if info.name.is_some() && info.subresource.is_none() {
-                return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
             }
             let (body, ct) = read_body(req).await?;
             let v = parse_json_body(&body, &ct)?;
             let r = crate::rest::write::create(rest, &t, v, &write_options(&q)?).await?;
-            let code = if r.created { StatusCode::CREATED } else { StatusCode::OK };
-            Ok(with_warnings(json_response(code, &negotiate::render_object(res, r.obj, out)), &r.warnings))
+            let code = if r.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(
+                json_response(code, &negotiate::render_object(res, r.obj, out)),
+                &r.warnings,
+            ))
         }
         "update" => {
             let (body, ct) = read_body(req).await?;
             let v = parse_json_body(&body, &ct)?;
             let r = crate::rest::write::update(rest, &t, v, &write_options(&q)?).await?;
-            let code = if r.created { StatusCode::CREATED } else { StatusCode::OK };
-            Ok(with_warnings(json_response(code, &negotiate::render_object(res, r.obj, out)), &r.warnings))
+            let code = if r.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(
+                json_response(code, &negotiate::render_object(res, r.obj, out)),
+                &r.warnings,
+            ))
         }
         "patch" => {
             let (body, ct) = read_body(req).await?;
-            let pt = PatchType::from_content_type(&ct).ok_or_else(|| {
-                ApiError::unsupported_media(&ct)
-            })?;
+            let pt = PatchType::from_content_type(&ct)
+                .ok_or_else(|| ApiError::unsupported_media(&ct))?;
             let patch: Value = if pt == PatchType::Apply {
                 parse_body(&body).map_err(|e| ApiError::bad_request(e.to_string()))?
             } else {
-                serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+                serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
             };
             let opts = write_options(&q)?;
             let r = match crate::rest::write::patch(rest, &t, pt, patch.clone(), &opts).await {
-                Err(e) if pt == PatchType::Apply && e.code == StatusCode::NOT_FOUND && t.subresource.is_none() => {
+                Err(e)
+                    if pt == PatchType::Apply
+                        && e.code == StatusCode::NOT_FOUND
+                        && t.subresource.is_none() =>
+                {
                     crate::rest::write::create(rest, &t, patch, &opts).await?
                 }
                 other => other?,
             };
-            let code = if r.created { StatusCode::CREATED } else { StatusCode::OK };
-            Ok(with_warnings(json_response(code, &negotiate::render_object(res, r.obj, out)), &r.warnings))
+            let code = if r.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(
+                json_response(code, &negotiate::render_object(res, r.obj, out)),
+                &r.warnings,
+            ))
         }
         "delete" => {
             let (body, ct) = read_body(req).await?;
-            let mut opts = DeleteOptions::from_body(if body.is_empty() { None } else { Some(parse_json_body(&body, &ct)?) }.as_ref())?;
+            let mut opts = DeleteOptions::from_body(
+                if body.is_empty() {
+                    None
+                } else {
+                    Some(parse_json_body(&body, &ct)?)
+                }
+                .as_ref(),
+            )?;
             apply_delete_query(&mut opts, &q)?;
             let (obj, gone) = crate::rest::write::delete(rest, &t, &opts).await?;
-            let code = if gone { StatusCode::OK } else { StatusCode::OK };
-            Ok(json_response(code, &negotiate::render_object(res, obj, out)))
+            // Upstream answers 202 when deletion is pending (grace period, finalizers).
+            let code = if gone {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok(json_response(
+                code,
+                &negotiate::render_object(res, obj, out),
+            ))
         }
         "deletecollection" => {
             let (body, ct) = read_body(req).await?;
-            let mut opts = DeleteOptions::from_body(if body.is_empty() { None } else { Some(parse_json_body(&body, &ct)?) }.as_ref())?;
+            let mut opts = DeleteOptions::from_body(
+                if body.is_empty() {
+                    None
+                } else {
+                    Some(parse_json_body(&body, &ct)?)
+                }
+                .as_ref(),
+            )?;
             apply_delete_query(&mut opts, &q)?;
-            let list = ListOptions { resource_version: None, limit: 0, continue_token: None, ..ListOptions::parse(res, &q)? };
+            let list = ListOptions {
+                resource_version: None,
+                limit: 0,
+                continue_token: None,
+                ..ListOptions::parse(res, &q)?
+            };
             let r = crate::rest::read::list(rest, &t, &list).await?;
             for item in &r.items {
                 let name = crate::rest::name_of(item).to_string();
-                let ns = item.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
-                let one = Target { name: Some(name), namespace: ns.or(t.namespace.clone()), ..t.clone() };
+                let ns = item
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let one = Target {
+                    name: Some(name),
+                    namespace: ns.or(t.namespace.clone()),
+                    ..t.clone()
+                };
                 match crate::rest::write::delete(rest, &one, &opts).await {
                     Ok(_) => {}
                     Err(e) if e.code == StatusCode::NOT_FOUND => {}
                     Err(e) => return Err(e),
                 }
             }
-            Ok(json_response(StatusCode::OK, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            ))
         }
-        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }
 
 fn apply_delete_query(opts: &mut DeleteOptions, q: &HashMap<String, String>) -> ApiResult<()> {
     if let Some(g) = q.get("gracePeriodSeconds") {
-        opts.grace_period = Some(g.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}")))?.max(0));
+        opts.grace_period = Some(
+            g.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}")))?
+                .max(0),
+        );
     }
     if let Some(p) = q.get("propagationPolicy") {
         let mut tmp = DeleteOptions::from_body(Some(&json!({"propagationPolicy": p})))?;

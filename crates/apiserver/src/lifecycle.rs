@@ -13,30 +13,48 @@ use serde_json::{json, Value};
 use crate::rest::write::{self, DeleteOptions, PatchType};
 use crate::rest::{FieldValidation, Rest, Target, WriteOptions};
 
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 fn opts() -> WriteOptions {
-    WriteOptions { dry_run: false, field_validation: FieldValidation::Ignore, field_manager: None }
+    WriteOptions {
+        dry_run: false,
+        field_validation: FieldValidation::Ignore,
+        field_manager: None,
+    }
 }
 
 /// Creates the system namespaces (and the `default` ServiceAccounts) if missing.
 pub async fn ensure_builtins(rest: &Rest) {
-    let Some(ns) = resources::lookup("", "v1", "namespaces") else { return };
+    let Some(ns) = resources::lookup("", "v1", "namespaces") else {
+        return;
+    };
     for name in SYSTEM_NAMESPACES {
-        let t = Target { res: ns, namespace: None, name: None, subresource: None };
+        let t = Target {
+            res: ns,
+            namespace: None,
+            name: None,
+            subresource: None,
+        };
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         match write::create(rest, &t, body, &opts()).await {
             Ok(_) => tracing::info!(namespace = name, "created system namespace"),
             Err(e) if e.code == http::StatusCode::CONFLICT => {}
-            Err(e) => tracing::warn!(namespace = name, error = %e.message, "could not create system namespace"),
+            Err(e) => {
+                tracing::warn!(namespace = name, error = %e.message, "could not create system namespace")
+            }
         }
     }
 }
 
 /// Runs the namespace finalizer loop forever.
 pub async fn run_namespace_controller(rest: Arc<Rest>) {
-    let Some(ns_res) = resources::lookup("", "v1", "namespaces") else { return };
-    let Some(cache) = rest.cache.resource(ns_res).cloned() else { return };
+    let Some(ns_res) = resources::lookup("", "v1", "namespaces") else {
+        return;
+    };
+    let Some(cache) = rest.cache.resource(ns_res).cloned() else {
+        return;
+    };
     loop {
         for ns in cache.list("") {
             if ns.pointer("/metadata/deletionTimestamp").is_none() {
@@ -51,14 +69,20 @@ pub async fn run_namespace_controller(rest: Arc<Rest>) {
     }
 }
 
-async fn finalize_namespace(rest: &Rest, name: &str, ns: &Value) -> Result<(), crate::error::ApiError> {
+async fn finalize_namespace(
+    rest: &Rest,
+    name: &str,
+    ns: &Value,
+) -> Result<(), crate::error::ApiError> {
     let mut remaining = 0usize;
     let mut seen_prefixes = std::collections::HashSet::new();
     for res in RESOURCES.iter().filter(|r| r.namespaced) {
         if !seen_prefixes.insert(res.key_prefix()) {
             continue;
         }
-        let Some(cache) = rest.cache.resource(res) else { continue };
+        let Some(cache) = rest.cache.resource(res) else {
+            continue;
+        };
         let items = cache.list(&res.namespace_prefix(Some(name)));
         remaining += items.len();
         for item in items {
@@ -73,7 +97,9 @@ async fn finalize_namespace(rest: &Rest, name: &str, ns: &Value) -> Result<(), c
             };
             match write::delete(rest, &t, &DeleteOptions::default()).await {
                 Ok(_) => {}
-                Err(e) if e.code == http::StatusCode::NOT_FOUND || e.code == http::StatusCode::CONFLICT => {}
+                Err(e)
+                    if e.code == http::StatusCode::NOT_FOUND
+                        || e.code == http::StatusCode::CONFLICT => {}
                 Err(e) => return Err(e),
             }
         }
@@ -81,11 +107,29 @@ async fn finalize_namespace(rest: &Rest, name: &str, ns: &Value) -> Result<(), c
     if remaining > 0 {
         return Ok(());
     }
-    let Some(ns_res) = resources::lookup("", "v1", "namespaces") else { return Ok(()) };
-    let t = Target { res: ns_res, namespace: None, name: Some(name.to_string()), subresource: None };
-    let fins = ns.pointer("/spec/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let Some(ns_res) = resources::lookup("", "v1", "namespaces") else {
+        return Ok(());
+    };
+    let t = Target {
+        res: ns_res,
+        namespace: None,
+        name: Some(name.to_string()),
+        subresource: None,
+    };
+    let fins = ns
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let left: Vec<Value> = fins.into_iter().filter(|f| f != "kubernetes").collect();
     // Removing the last spec finalizer of a deleting namespace deletes it.
-    write::patch(rest, &t, PatchType::Merge, json!({"spec": {"finalizers": left}}), &opts()).await?;
+    write::patch(
+        rest,
+        &t,
+        PatchType::Merge,
+        json!({"spec": {"finalizers": left}}),
+        &opts(),
+    )
+    .await?;
     Ok(())
 }

@@ -30,32 +30,56 @@ pub struct Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let inflight_watches = Gauge::default();
-        registry.register("apiserver_request", "Counter of apiserver requests broken out by verb, resource and HTTP response code", requests.clone());
+        registry.register(
+            "apiserver_request",
+            "Counter of apiserver requests broken out by verb, resource and HTTP response code",
+            requests.clone(),
+        );
         registry.register(
             "apiserver_request_duration_seconds",
             "Response latency distribution in seconds for each verb and resource",
             latency.clone(),
         );
-        registry.register("apiserver_longrunning_requests", "Number of open watch requests", inflight_watches.clone());
-        Metrics { registry, requests, latency, inflight_watches }
+        registry.register(
+            "apiserver_longrunning_requests",
+            "Number of open watch requests",
+            inflight_watches.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            inflight_watches,
+        }
     }
 
     pub fn observe(&self, verb: &str, resource: &str, code: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels { verb: verb.to_string(), resource: resource.to_string(), code: code.to_string() })
+            .get_or_create(&RequestLabels {
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+                code: code.to_string(),
+            })
             .inc();
         if verb != "WATCH" {
             self.latency
-                .get_or_create(&LatencyLabels { verb: verb.to_string(), resource: resource.to_string() })
+                .get_or_create(&LatencyLabels {
+                    verb: verb.to_string(),
+                    resource: resource.to_string(),
+                })
                 .observe(seconds);
         }
     }
@@ -85,7 +109,13 @@ mod tests {
         m.observe("LIST", "pods", 200, 0.003);
         m.observe("LIST", "pods", 200, 0.004);
         let out = m.render();
-        assert!(out.contains("apiserver_request_total{verb=\"LIST\",resource=\"pods\",code=\"200\"} 2"), "{out}");
-        assert!(out.contains("apiserver_request_duration_seconds_bucket"), "{out}");
+        assert!(
+            out.contains("apiserver_request_total{verb=\"LIST\",resource=\"pods\",code=\"200\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("apiserver_request_duration_seconds_bucket"),
+            "{out}"
+        );
     }
 }

@@ -28,11 +28,16 @@ pub enum IncludeObject {
 
 /// Reads the Accept header (first acceptable entry wins, as upstream).
 pub fn output(accept: Option<&str>, include_object: Option<&str>) -> Output {
-    let Some(accept) = accept else { return Output::Json };
+    let Some(accept) = accept else {
+        return Output::Json;
+    };
     for part in accept.split(',') {
         let params: Vec<&str> = part.split(';').map(str::trim).collect();
         let has = |p: &str| params.contains(&p);
-        if !params.first().is_some_and(|m| m.starts_with("application/json") || *m == "*/*") {
+        if !params
+            .first()
+            .is_some_and(|m| m.starts_with("application/json") || *m == "*/*")
+        {
             continue;
         }
         if has("as=Table") && has("g=meta.k8s.io") && (has("v=v1") || has("v=v1beta1")) {
@@ -43,7 +48,9 @@ pub fn output(accept: Option<&str>, include_object: Option<&str>) -> Output {
             };
             return Output::Table { include_object: io };
         }
-        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList")) && has("g=meta.k8s.io") {
+        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList"))
+            && has("g=meta.k8s.io")
+        {
             return Output::PartialMetadata;
         }
         if !params.iter().any(|p| p.starts_with("as=")) {
@@ -116,7 +123,10 @@ pub fn render_object(res: &ResourceInfo, obj: Value, out: Output) -> Value {
     match out {
         Output::Json => obj,
         Output::Table { include_object } => {
-            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(json!(""));
             table_of(res, &[&obj], include_object, json!({"resourceVersion": rv}))
         }
         Output::PartialMetadata => partial(&obj),
@@ -124,19 +134,30 @@ pub fn render_object(res: &ResourceInfo, obj: Value, out: Output) -> Value {
 }
 
 /// The per-event encoder of a watch, or None for plain JSON.
-pub fn watch_encoder(res: &'static ResourceInfo, out: Output) -> Option<crate::rest::watch::Encoder> {
+pub fn watch_encoder(
+    res: &'static ResourceInfo,
+    out: Output,
+) -> Option<crate::rest::watch::Encoder> {
     match out {
         Output::Json => None,
         Output::Table { include_object } => Some(Arc::new(move |kind: EventKind, obj: &Value| {
-            let t = table_of(res, &[obj], include_object, json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))}));
+            let t = table_of(
+                res,
+                &[obj],
+                include_object,
+                json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))}),
+            );
             line(kind, &t)
         })),
-        Output::PartialMetadata => Some(Arc::new(move |kind: EventKind, obj: &Value| line(kind, &partial(obj)))),
+        Output::PartialMetadata => Some(Arc::new(move |kind: EventKind, obj: &Value| {
+            line(kind, &partial(obj))
+        })),
     }
 }
 
 fn line(kind: EventKind, obj: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": kind.as_str(), "object": obj})).unwrap_or_default();
+    let mut v =
+        serde_json::to_vec(&json!({"type": kind.as_str(), "object": obj})).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
 }
@@ -148,13 +169,24 @@ mod tests {
     #[test]
     fn kubectl_accept_headers() {
         let kubectl_get = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        assert_eq!(output(Some(kubectl_get), None), Output::Table { include_object: IncludeObject::Metadata });
+        assert_eq!(
+            output(Some(kubectl_get), None),
+            Output::Table {
+                include_object: IncludeObject::Metadata
+            }
+        );
         assert_eq!(output(Some("application/json"), None), Output::Json);
         assert_eq!(output(None, None), Output::Json);
         assert_eq!(
             output(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"), None),
             Output::PartialMetadata
         );
-        assert_eq!(output(Some("application/json;as=Other;g=x;v=v1,application/json"), None), Output::Json);
+        assert_eq!(
+            output(
+                Some("application/json;as=Other;g=x;v=v1,application/json"),
+                None
+            ),
+            Output::Json
+        );
     }
 }

@@ -21,7 +21,11 @@ pub struct RequestInfo {
 /// Parses `path` (without query). Returns `None` for non-resource paths
 /// (discovery roots like `/api`, `/apis/apps`, `/api/v1`).
 pub fn parse(method: &Method, path: &str, watch_param: bool) -> Option<RequestInfo> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api", version, rest @ ..] => (String::new(), version.to_string(), rest),
         ["apis", group, version, rest @ ..] => (group.to_string(), version.to_string(), rest),
@@ -77,7 +81,15 @@ pub fn parse(method: &Method, path: &str, watch_param: bool) -> Option<RequestIn
         }
         _ => "unknown",
     };
-    Some(RequestInfo { group, version, namespace, resource, name, subresource, verb })
+    Some(RequestInfo {
+        group,
+        version,
+        namespace,
+        resource,
+        name,
+        subresource,
+        verb,
+    })
 }
 
 #[cfg(test)]
@@ -91,17 +103,40 @@ mod tests {
     #[test]
     fn parses_upstream_path_shapes() {
         let r = p(Method::GET, "/api/v1/namespaces/default/pods/web/status");
-        assert_eq!((r.group.as_str(), r.namespace.as_deref(), r.resource.as_str()), ("", Some("default"), "pods"));
-        assert_eq!((r.name.as_deref(), r.subresource.as_deref(), r.verb), (Some("web"), Some("status"), "get"));
+        assert_eq!(
+            (
+                r.group.as_str(),
+                r.namespace.as_deref(),
+                r.resource.as_str()
+            ),
+            ("", Some("default"), "pods")
+        );
+        assert_eq!(
+            (r.name.as_deref(), r.subresource.as_deref(), r.verb),
+            (Some("web"), Some("status"), "get")
+        );
 
         let r = p(Method::GET, "/apis/apps/v1/deployments");
-        assert_eq!((r.group.as_str(), r.namespace, r.verb), ("apps", None, "list"));
+        assert_eq!(
+            (r.group.as_str(), r.namespace, r.verb),
+            ("apps", None, "list")
+        );
 
         let r = p(Method::GET, "/api/v1/namespaces/kube-system");
-        assert_eq!((r.resource.as_str(), r.name.as_deref(), r.namespace), ("namespaces", Some("kube-system"), None));
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_deref(), r.namespace),
+            ("namespaces", Some("kube-system"), None)
+        );
 
         let r = p(Method::PUT, "/api/v1/namespaces/ns1/finalize");
-        assert_eq!((r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref()), ("namespaces", Some("ns1"), Some("finalize")));
+        assert_eq!(
+            (
+                r.resource.as_str(),
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            ("namespaces", Some("ns1"), Some("finalize"))
+        );
 
         let r = p(Method::GET, "/api/v1/watch/namespaces/default/pods");
         assert_eq!((r.verb, r.namespace.as_deref()), ("watch", Some("default")));
@@ -110,6 +145,9 @@ mod tests {
         assert_eq!(r.verb, "deletecollection");
         assert!(parse(&Method::GET, "/api/v1", false).is_none());
         assert!(parse(&Method::GET, "/apis/apps", false).is_none());
-        assert_eq!(parse(&Method::GET, "/api/v1/pods", true).unwrap().verb, "watch");
+        assert_eq!(
+            parse(&Method::GET, "/api/v1/pods", true).unwrap().verb,
+            "watch"
+        );
     }
 }

@@ -27,7 +27,10 @@ pub enum ServerError {
     #[error(transparent)]
     Cert(#[from] certs::CertError),
     #[error("listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("storage: {0}")]
     Store(#[from] rkube_store::StoreError),
 }
@@ -45,7 +48,13 @@ pub struct Config {
 
 impl Config {
     pub fn new(data_dir: PathBuf, listen: SocketAddr, store: Arc<dyn Store>) -> Self {
-        Config { data_dir, listen, store, bookmark_interval: Duration::from_secs(60), compaction_interval: Duration::from_secs(300) }
+        Config {
+            data_dir,
+            listen,
+            store,
+            bookmark_interval: Duration::from_secs(60),
+            compaction_interval: Duration::from_secs(300),
+        }
     }
 }
 
@@ -57,25 +66,59 @@ pub struct Started {
 
 /// Starts the server; `on_ready` is called once it accepts requests.
 /// Returns when `shutdown` completes (after draining connections briefly).
-pub async fn run(config: Config, on_ready: impl FnOnce(&Started), shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn run(
+    config: Config,
+    on_ready: impl FnOnce(&Started),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let listen_ip = config.listen.ip();
-    let extra_ips = if listen_ip.is_unspecified() || listen_ip.is_loopback() { vec![] } else { vec![listen_ip] };
+    let extra_ips = if listen_ip.is_unspecified() || listen_ip.is_loopback() {
+        vec![]
+    } else {
+        vec![listen_ip]
+    };
     let pki = certs::ensure_pki(&config.data_dir, &extra_ips, &[])?;
     let tls = Arc::new(certs::server_tls_config(&pki)?);
-    let listener = TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
     let url = format!("https://{host}:{}", addr.port());
     let kubeconfig = certs::write_admin_kubeconfig(&config.data_dir, &url, &pki)?;
 
     let cache = Cacher::start(config.store.clone()).await?;
     let alloc = Allocators::new();
     alloc.seed(&cache);
-    let rest = Arc::new(Rest { store: config.store.clone(), cache, alloc });
+    let rest = Arc::new(Rest {
+        store: config.store.clone(),
+        cache,
+        alloc,
+    });
     crate::lifecycle::ensure_builtins(&rest).await;
     tokio::spawn(crate::lifecycle::run_namespace_controller(rest.clone()));
-    tokio::spawn(compaction_loop(config.store.clone(), config.compaction_interval));
+    tokio::spawn(compaction_loop(
+        config.store.clone(),
+        config.compaction_interval,
+    ));
 
     let srv = Arc::new(ApiServer {
         rest,

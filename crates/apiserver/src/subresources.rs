@@ -13,7 +13,10 @@ use crate::rest::write::{self, DeleteOptions, PatchType};
 use crate::rest::{meta_str, name_of, FieldValidation, Rest, Target, WriteOptions};
 
 fn success(code: StatusCode) -> (StatusCode, Value) {
-    (code, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code.as_u16()}))
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code.as_u16()}),
+    )
 }
 
 /// The Scale view of a workload.
@@ -29,7 +32,13 @@ fn scale_of(obj: &Value) -> Value {
         })
         .unwrap_or_default();
     let mut meta = json!({});
-    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = obj.pointer(&format!("/metadata/{k}")) {
             meta[k] = v.clone();
         }
@@ -62,9 +71,14 @@ pub async fn handle(
     body: Option<(Bytes, String)>,
     q: &HashMap<String, String>,
 ) -> ApiResult<(StatusCode, Value)> {
-    let parent = Target { subresource: None, ..t.clone() };
+    let parent = Target {
+        subresource: None,
+        ..t.clone()
+    };
     let body_json = |b: &Option<(Bytes, String)>| -> ApiResult<Value> {
-        let (bytes, _) = b.as_ref().ok_or_else(|| ApiError::bad_request("request body required"))?;
+        let (bytes, _) = b
+            .as_ref()
+            .ok_or_else(|| ApiError::bad_request("request body required"))?;
         parse_body(bytes).map_err(|e| ApiError::bad_request(e.to_string()))
     };
     match (sub, verb) {
@@ -78,15 +92,23 @@ pub async fn handle(
             let new_scale = if verb == "update" {
                 body_json(&body)?
             } else {
-                let (bytes, ct) = body.as_ref().ok_or_else(|| ApiError::bad_request("request body required"))?;
-                let pt = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media(ct))?;
-                let patch: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                let (bytes, ct) = body
+                    .as_ref()
+                    .ok_or_else(|| ApiError::bad_request("request body required"))?;
+                let pt = PatchType::from_content_type(ct)
+                    .ok_or_else(|| ApiError::unsupported_media(ct))?;
+                let patch: Value = serde_json::from_slice(bytes)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
                 match pt {
-                    PatchType::Json => rkube_api::smp::json_patch(&scale, &patch).map_err(|e| ApiError::bad_request(e.to_string()))?,
+                    PatchType::Json => rkube_api::smp::json_patch(&scale, &patch)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?,
                     _ => rkube_api::smp::json_merge_patch(&scale, &patch),
                 }
             };
-            let replicas = new_scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            let replicas = new_scale
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             if replicas < 0 {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -105,20 +127,53 @@ pub async fn handle(
         }
         ("binding", "create") => {
             let b = body_json(&body)?;
-            let node = b.pointer("/target/name").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "Binding \"\" is invalid: target.name: Required value")
-            })?;
-            let pod_name = if name_of(&b).is_empty() { t.name().to_string() } else { name_of(&b).to_string() };
-            let pod = Target { name: Some(pod_name.clone()), ..parent.clone() };
+            let node = b
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        "Binding \"\" is invalid: target.name: Required value",
+                    )
+                })?;
+            let pod_name = if name_of(&b).is_empty() {
+                t.name().to_string()
+            } else {
+                name_of(&b).to_string()
+            };
+            let pod = Target {
+                name: Some(pod_name.clone()),
+                ..parent.clone()
+            };
             let current = crate::rest::read::get(rest, &pod, None).await?;
-            if let Some(existing) = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-                return Err(ApiError::conflict(t.res, &pod_name, &format!("pod {pod_name} is already assigned to node \"{existing}\"")));
+            if let Some(existing) = current
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                return Err(ApiError::conflict(
+                    t.res,
+                    &pod_name,
+                    &format!("pod {pod_name} is already assigned to node \"{existing}\""),
+                ));
             }
             if current.pointer("/metadata/deletionTimestamp").is_some() {
-                return Err(ApiError::conflict(t.res, &pod_name, "pod is being deleted, cannot be assigned to a host"));
+                return Err(ApiError::conflict(
+                    t.res,
+                    &pod_name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
             }
-            let rv = meta_str(&current, "resourceVersion").unwrap_or("").to_string();
-            let mut conditions: Vec<Value> = current.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let rv = meta_str(&current, "resourceVersion")
+                .unwrap_or("")
+                .to_string();
+            let mut conditions: Vec<Value> = current
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
             conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::rest::now_rfc3339()}));
             let mut updated = current.clone();
@@ -140,9 +195,18 @@ pub async fn handle(
         ("finalize", "update") => {
             let b = body_json(&body)?;
             let fins = b.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
-            let r = write::patch(rest, &parent, PatchType::Merge, json!({"spec": {"finalizers": fins}}), &opts(q)).await?;
+            let r = write::patch(
+                rest,
+                &parent,
+                PatchType::Merge,
+                json!({"spec": {"finalizers": fins}}),
+                &opts(q),
+            )
+            .await?;
             Ok((StatusCode::OK, r.obj))
         }
-        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rkube_store::Store;
 
 #[derive(Parser)]
-#[command(name = "rkube", version, about = "A Kubernetes-compatible container orchestrator in one binary")]
+#[command(
+    name = "rkube",
+    version,
+    about = "A Kubernetes-compatible container orchestrator in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -63,11 +67,16 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Server { data_dir, listen, store, etcd_endpoints, bookmark_interval_seconds, compaction_interval_seconds } => {

@@ -14,8 +14,19 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchPara
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
-async fn raw(client: &kube::Client, method: &str, path: &str, ct: &str, body: Vec<u8>) -> (u16, Value) {
-    let req = http::Request::builder().method(method).uri(path).header("content-type", ct).body(body).unwrap();
+async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", ct)
+        .body(body)
+        .unwrap();
     match client.request_text(req).await {
         Ok(text) => (200, serde_json::from_str(&text).unwrap_or(Value::Null)),
         Err(kube::Error::Api(s)) => (s.code, json!({"reason": s.reason, "message": s.message})),
@@ -32,22 +43,62 @@ async fn malformed_and_oversized_bodies_get_4xx() {
     assert_eq!(code, 400, "{st}");
     let (code, _) = raw(&c, "POST", path, "application/json", b"[1,2,3]".to_vec()).await;
     assert_eq!(code, 400);
-    let (code, st) = raw(&c, "POST", path, "application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":5}}"#.to_vec()).await;
+    let (code, st) = raw(
+        &c,
+        "POST",
+        path,
+        "application/json",
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":5}}"#
+            .to_vec(),
+    )
+    .await;
     assert_eq!(code, 400, "a number where a string belongs: {st}");
-    let big = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"a":"{}"}}}}"#, "x".repeat(3 * 1024 * 1024 + 10));
+    let big = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"a":"{}"}}}}"#,
+        "x".repeat(3 * 1024 * 1024 + 10)
+    );
     let (code, _) = raw(&c, "POST", path, "application/json", big.into_bytes()).await;
     assert_eq!(code, 413);
-    let yaml = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n".to_vec();
+    let yaml =
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n".to_vec();
     let (code, obj) = raw(&c, "POST", path, "application/yaml", yaml).await;
     assert_eq!(code, 200, "{obj}");
     assert_eq!(obj["metadata"]["name"], "from-yaml");
-    let (code, st) = raw(&c, "POST", path, "application/json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec()).await;
+    let (code, st) = raw(
+        &c,
+        "POST",
+        path,
+        "application/json",
+        br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec(),
+    )
+    .await;
     assert_eq!(code, 400, "kind mismatch: {st}");
-    let (code, _) = raw(&c, "GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(", "application/json", vec![]).await;
+    let (code, _) = raw(
+        &c,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(",
+        "application/json",
+        vec![],
+    )
+    .await;
     assert_eq!(code, 400);
-    let (code, st) = raw(&c, "GET", "/api/v1/namespaces/default/configmaps?fieldSelector=spec.nope%3Dx", "application/json", vec![]).await;
+    let (code, st) = raw(
+        &c,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?fieldSelector=spec.nope%3Dx",
+        "application/json",
+        vec![],
+    )
+    .await;
     assert_eq!(code, 400, "{st}");
-    let (code, _) = raw(&c, "GET", "/api/v1/namespaces/default/nothings", "application/json", vec![]).await;
+    let (code, _) = raw(
+        &c,
+        "GET",
+        "/api/v1/namespaces/default/nothings",
+        "application/json",
+        vec![],
+    )
+    .await;
     assert_eq!(code, 404);
 }
 
@@ -57,18 +108,47 @@ async fn dry_run_and_field_validation() {
     let c = s.client().await;
     let path = "/api/v1/namespaces/default/configmaps";
     let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dry"},"data":{"a":"b"},"bogus":1}"#.to_vec();
-    let (code, st) = raw(&c, "POST", &format!("{path}?fieldValidation=Strict"), "application/json", body.clone()).await;
+    let (code, st) = raw(
+        &c,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        "application/json",
+        body.clone(),
+    )
+    .await;
     assert_eq!(code, 400);
-    assert!(st["message"].as_str().unwrap().contains("unknown field \"bogus\""), "{st}");
-    let (code, obj) = raw(&c, "POST", &format!("{path}?dryRun=All&fieldValidation=Ignore"), "application/json", body.clone()).await;
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"bogus\""),
+        "{st}"
+    );
+    let (code, obj) = raw(
+        &c,
+        "POST",
+        &format!("{path}?dryRun=All&fieldValidation=Ignore"),
+        "application/json",
+        body.clone(),
+    )
+    .await;
     assert_eq!(code, 200, "{obj}");
     assert!(obj.get("bogus").is_none());
     let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
-    assert!(api.get_opt("dry").await.unwrap().is_none(), "dry run stored nothing");
+    assert!(
+        api.get_opt("dry").await.unwrap().is_none(),
+        "dry run stored nothing"
+    );
     // Warn (the default) stores the object without the unknown field.
     let (code, obj) = raw(&c, "POST", path, "application/json", body).await;
     assert_eq!(code, 200, "{obj}");
-    assert!(api.get("dry").await.unwrap().data.unwrap().contains_key("a"));
+    assert!(api
+        .get("dry")
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+        .contains_key("a"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,15 +156,26 @@ async fn finalizers_hold_deletion_and_pods_delete_gracefully() {
     let s = Server::start();
     let c = s.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
-    let mut cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})).unwrap();
+    let mut cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    )
+    .unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
     cms.delete("held", &DeleteParams::default()).await.unwrap();
     let held = cms.get("held").await.unwrap();
-    assert!(held.metadata.deletion_timestamp.is_some(), "marked for deletion");
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "marked for deletion"
+    );
     cm = held;
     cm.metadata.finalizers = None;
-    cms.replace("held", &PostParams::default(), &cm).await.unwrap();
-    assert!(cms.get_opt("held").await.unwrap().is_none(), "removing the last finalizer deletes it");
+    cms.replace("held", &PostParams::default(), &cm)
+        .await
+        .unwrap();
+    assert!(
+        cms.get_opt("held").await.unwrap().is_none(),
+        "removing the last finalizer deletes it"
+    );
 
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}})).unwrap();
@@ -93,13 +184,18 @@ async fn finalizers_hold_deletion_and_pods_delete_gracefully() {
     let p = pods.get("p").await.unwrap();
     assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
     assert!(p.metadata.deletion_timestamp.is_some());
-    pods.delete("p", &DeleteParams::default().grace_period(0)).await.unwrap();
+    pods.delete("p", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
     assert!(pods.get_opt("p").await.unwrap().is_none());
     // An unscheduled pod goes at once.
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).unwrap();
     let created = pods.create(&PostParams::default(), &pod).await.unwrap();
     assert_eq!(created.status.unwrap().phase.as_deref(), Some("Pending"));
-    assert_eq!(created.spec.unwrap().service_account_name.as_deref(), Some("default"));
+    assert_eq!(
+        created.spec.unwrap().service_account_name.as_deref(),
+        Some("default")
+    );
     pods.delete("q", &DeleteParams::default()).await.unwrap();
     assert!(pods.get_opt("q").await.unwrap().is_none());
 }
@@ -114,20 +210,56 @@ async fn selectors_filter_lists_and_watches() {
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}})).unwrap();
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
-    let on_n1 = pods.list(&ListParams::default().fields("spec.nodeName=n1")).await.unwrap();
+    let on_n1 = pods
+        .list(&ListParams::default().fields("spec.nodeName=n1"))
+        .await
+        .unwrap();
     assert_eq!(on_n1.items.len(), 2);
-    let web_not_n1 = pods.list(&ListParams::default().labels("tier=web").fields("spec.nodeName!=n1")).await.unwrap();
+    let web_not_n1 = pods
+        .list(
+            &ListParams::default()
+                .labels("tier=web")
+                .fields("spec.nodeName!=n1"),
+        )
+        .await
+        .unwrap();
     assert_eq!(web_not_n1.items.len(), 0);
-    let in_set = pods.list(&ListParams::default().labels("tier in (db,cache)")).await.unwrap();
+    let in_set = pods
+        .list(&ListParams::default().labels("tier in (db,cache)"))
+        .await
+        .unwrap();
     assert_eq!(in_set.items.len(), 1);
-    let all = pods.list(&ListParams::default().fields("metadata.namespace=default,status.phase=Pending")).await.unwrap();
+    let all = pods
+        .list(&ListParams::default().fields("metadata.namespace=default,status.phase=Pending"))
+        .await
+        .unwrap();
     assert_eq!(all.items.len(), 3);
 
     // A watch with a label selector sees an object leave the selector as DELETED.
-    let rv = pods.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut w = pods.watch(&WatchParams::default().labels("tier=web"), &rv).await.unwrap().boxed();
-    pods.patch("a", &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"labels": {"tier": "db"}}}))).await.unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next()).await.unwrap().unwrap().unwrap();
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut w = pods
+        .watch(&WatchParams::default().labels("tier=web"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    pods.patch(
+        "a",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"tier": "db"}}})),
+    )
+    .await
+    .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match ev {
         WatchEvent::Deleted(p) => assert_eq!(p.metadata.name.as_deref(), Some("a")),
         other => panic!("expected DELETED, got {other:?}"),
@@ -139,30 +271,63 @@ async fn watch_from_too_old_revision_gets_410_and_streaming_lists_work() {
     let mut s = Server::start();
     let c = s.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
-    let first = cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "w0"}})).unwrap()).await.unwrap();
+    let first = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "w0"}})).unwrap(),
+        )
+        .await
+        .unwrap();
     let old_rv = first.metadata.resource_version.unwrap();
-    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "w1"}})).unwrap()).await.unwrap();
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "w1"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     // After a restart the cache starts at the current revision: older ones are gone.
     s.kill9();
     s.restart();
     let c = s.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
-    let mut w = cms.watch(&WatchParams::default(), &old_rv).await.unwrap().boxed();
-    let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next()).await.unwrap().unwrap().unwrap();
+    let mut w = cms
+        .watch(&WatchParams::default(), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match ev {
         WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
         other => panic!("expected 410 ERROR event, got {other:?}"),
     }
     // sendInitialEvents (kube's streaming lists): initial objects, then live.
-    let stream = watcher(cms.clone(), watcher::Config::default().streaming_lists()).applied_objects();
+    let stream =
+        watcher(cms.clone(), watcher::Config::default().streaming_lists()).applied_objects();
     let mut stream = stream.boxed();
     let mut names = std::collections::BTreeSet::new();
     while names.len() < 2 {
-        let o = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap().unwrap();
+        let o = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         names.insert(o.metadata.name.unwrap());
     }
     assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["w0", "w1"]);
-    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "w2"}})).unwrap()).await.unwrap();
-    let o = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap().unwrap();
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "w2"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(o.metadata.name.as_deref(), Some("w2"));
 }

@@ -22,20 +22,43 @@ async fn kubectl_and_kube_work_on_etcd_and_data_survives_restart() {
     assert!(out.contains("namespace/kube-system"), "{out}");
     s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: on-etcd}\ndata: {k: v}\n");
     let api: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut w = Box::pin(api.watch(&WatchParams::default(), &rv).await.unwrap());
-    api.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": "second"}})).unwrap())
+    let rv = api
+        .list(&ListParams::default())
         .await
+        .unwrap()
+        .metadata
+        .resource_version
         .unwrap();
-    match tokio::time::timeout(Duration::from_secs(10), w.try_next()).await.unwrap().unwrap().unwrap() {
+    let mut w = Box::pin(api.watch(&WatchParams::default(), &rv).await.unwrap());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": "second"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), w.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
         WatchEvent::Added(c) => assert_eq!(c.metadata.name.as_deref(), Some("second")),
         other => panic!("expected ADDED, got {other:?}"),
     }
     s.kill9();
     s.restart();
-    assert_eq!(s.ok(&["get", "cm", "on-etcd", "-o", "jsonpath={.data.k}"]), "v");
+    assert_eq!(
+        s.ok(&["get", "cm", "on-etcd", "-o", "jsonpath={.data.k}"]),
+        "v"
+    );
     // Keys follow the upstream layout in etcd.
-    let store = rkube_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.endpoint)).await.unwrap();
+    let store = rkube_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.endpoint))
+        .await
+        .unwrap();
     use rkube_store::Store;
-    assert!(store.get("/registry/core/configmaps/default/on-etcd").await.unwrap().is_some());
+    assert!(store
+        .get("/registry/core/configmaps/default/on-etcd")
+        .await
+        .unwrap()
+        .is_some());
 }

@@ -39,7 +39,10 @@ fn namespaces_exist_from_the_start_and_anonymous_is_refused() {
         assert!(out.contains(&format!("namespace/{ns}")), "{out}");
     }
     let out = s.ok(&["get", "ns", "default"]);
-    assert!(out.contains("NAME") && out.contains("STATUS") && out.contains("Active"), "{out}");
+    assert!(
+        out.contains("NAME") && out.contains("STATUS") && out.contains("Active"),
+        "{out}"
+    );
     let version = s.ok(&["version", "-o", "json"]);
     assert!(version.contains("\"gitVersion\": \"v1.33"), "{version}");
 
@@ -47,7 +50,14 @@ fn namespaces_exist_from_the_start_and_anonymous_is_refused() {
     let ca = s.dir.path().join("pki/ca.crt");
     let anon = |args: &[&str]| {
         std::process::Command::new(common::kubectl_bin())
-            .args(["--kubeconfig=/dev/null", "--server", &s.url, "--certificate-authority", ca.to_str().unwrap(), "--token=bogus"])
+            .args([
+                "--kubeconfig=/dev/null",
+                "--server",
+                &s.url,
+                "--certificate-authority",
+                ca.to_str().unwrap(),
+                "--token=bogus",
+            ])
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()
@@ -71,24 +81,60 @@ fn create_apply_get_and_formats() {
     let changed = DEPLOY.replace("nginx:1.25", "nginx:1.26");
     let out = s.apply(&changed);
     assert!(out.contains("deployment.apps/web configured"), "{out}");
-    let img = s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[*].image}"]);
-    assert_eq!(img, "nginx:1.26 busybox:1.36", "apply patched the container by name, keeping the sidecar");
-    let gen = s.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.generation}"]);
+    let img = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].image}",
+    ]);
+    assert_eq!(
+        img, "nginx:1.26 busybox:1.36",
+        "apply patched the container by name, keeping the sidecar"
+    );
+    let gen = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
     assert_eq!(gen, "2");
 
     let wide = s.ok(&["get", "deploy", "-o", "wide"]);
     let header = wide.lines().next().unwrap();
-    for col in ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"] {
+    for col in [
+        "NAME",
+        "READY",
+        "UP-TO-DATE",
+        "AVAILABLE",
+        "AGE",
+        "CONTAINERS",
+        "IMAGES",
+        "SELECTOR",
+    ] {
         assert!(header.contains(col), "missing {col} in {header}");
     }
-    assert!(wide.contains("nginx,sidecar") && wide.contains("app=web"), "{wide}");
+    assert!(
+        wide.contains("nginx,sidecar") && wide.contains("app=web"),
+        "{wide}"
+    );
     let yaml = s.ok(&["get", "deploy", "web", "-o", "yaml"]);
-    assert!(yaml.contains("kind: Deployment") && yaml.contains("revisionHistoryLimit: 10"), "defaults applied: {yaml}");
-    assert!(yaml.contains("resourceVersion:") && yaml.contains("uid:"), "{yaml}");
+    assert!(
+        yaml.contains("kind: Deployment") && yaml.contains("revisionHistoryLimit: 10"),
+        "defaults applied: {yaml}"
+    );
+    assert!(
+        yaml.contains("resourceVersion:") && yaml.contains("uid:"),
+        "{yaml}"
+    );
 
     s.ok(&["create", "configmap", "c1", "--from-literal=k=v"]);
     let err = s.fails(&["create", "configmap", "c1", "--from-literal=k=v"]);
-    assert!(err.contains("AlreadyExists") || err.contains("already exists"), "{err}");
+    assert!(
+        err.contains("AlreadyExists") || err.contains("already exists"),
+        "{err}"
+    );
     let cm = s.ok(&["get", "cm", "c1", "-o", "jsonpath={.data.k}"]);
     assert_eq!(cm, "v");
     let out = s.ok(&["get", "cm"]);
@@ -99,7 +145,14 @@ fn create_apply_get_and_formats() {
 fn invalid_objects_are_rejected_like_upstream() {
     let s = Server::start();
     let no_selector = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers: [{name: c, image: i}]\n";
-    let o = s.kubectl_cmd().args(["apply", "-f", "-"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let o = s
+        .kubectl_cmd()
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let o = feed(o, no_selector);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -112,18 +165,48 @@ fn invalid_objects_are_rejected_like_upstream() {
     let err = s.fails(&["create", "configmap", "Bad_Name"]);
     assert!(err.contains("RFC 1123"), "{err}");
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n";
-    let o = feed(s.kubectl_cmd().args(["apply", "-f", "-"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap(), pod);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("spec.containers: Required value"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = feed(
+        s.kubectl_cmd()
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        pod,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("spec.containers: Required value"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Unknown fields are refused by kubectl's default (Strict) validation.
     let typo = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\ndatta: {a: b}\n";
-    let o = feed(s.kubectl_cmd().args(["apply", "-f", "-"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap(), typo);
+    let o = feed(
+        s.kubectl_cmd()
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        typo,
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("unknown field \"datta\""), "{err}");
+    assert!(
+        !o.status.success() && err.contains("unknown field \"datta\""),
+        "{err}"
+    );
 }
 
 fn feed(mut child: std::process::Child, input: &str) -> std::process::Output {
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -131,26 +214,71 @@ fn feed(mut child: std::process::Child, input: &str) -> std::process::Output {
 fn patch_label_annotate_scale_and_delete() {
     let s = Server::start();
     s.apply(DEPLOY);
-    s.ok(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"tier":"front"}}}"#]);
+    s.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"tier":"front"}}}"#,
+    ]);
     s.ok(&["patch", "deploy", "web", "--type=json", "-p", r#"[{"op":"test","path":"/spec/replicas","value":2},{"op":"replace","path":"/spec/replicas","value":4}]"#]);
-    let err = s.fails(&["patch", "deploy", "web", "--type=json", "-p", r#"[{"op":"test","path":"/spec/replicas","value":99}]"#]);
+    let err = s.fails(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/spec/replicas","value":99}]"#,
+    ]);
     assert!(!err.is_empty());
     s.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.37"}]}}}}"#]);
-    let imgs = s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[*].image}"]);
+    let imgs = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].image}",
+    ]);
     assert_eq!(imgs, "nginx:1.25 busybox:1.37");
-    assert_eq!(s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
+    assert_eq!(
+        s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "4"
+    );
     s.ok(&["label", "deploy", "web", "env=prod"]);
     s.ok(&["annotate", "deploy", "web", "note=hello"]);
-    let sel = s.ok(&["get", "deploy", "-l", "env=prod,tier in (front)", "-o", "name"]);
+    let sel = s.ok(&[
+        "get",
+        "deploy",
+        "-l",
+        "env=prod,tier in (front)",
+        "-o",
+        "name",
+    ]);
     assert_eq!(sel.trim(), "deployment.apps/web");
-    assert_eq!(s.ok(&["get", "deploy", "-l", "env!=prod", "-o", "name"]).trim(), "");
+    assert_eq!(
+        s.ok(&["get", "deploy", "-l", "env!=prod", "-o", "name"])
+            .trim(),
+        ""
+    );
     s.ok(&["label", "deploy", "web", "env-"]);
-    assert_eq!(s.ok(&["get", "deploy", "-l", "env", "-o", "name"]).trim(), "");
+    assert_eq!(
+        s.ok(&["get", "deploy", "-l", "env", "-o", "name"]).trim(),
+        ""
+    );
     let out = s.ok(&["scale", "deploy", "web", "--replicas=7"]);
     assert!(out.contains("scaled"), "{out}");
-    assert_eq!(s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "7");
+    assert_eq!(
+        s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "7"
+    );
     let desc = s.ok(&["describe", "deploy", "web"]);
-    assert!(desc.contains("Name:") && desc.contains("web") && desc.contains("note: hello") || desc.contains("note=hello") || desc.contains("Annotations:"), "{desc}");
+    assert!(
+        desc.contains("Name:") && desc.contains("web") && desc.contains("note: hello")
+            || desc.contains("note=hello")
+            || desc.contains("Annotations:"),
+        "{desc}"
+    );
     let out = s.ok(&["delete", "deploy", "web"]);
     assert!(out.contains("deleted"), "{out}");
     assert!(s.fails(&["get", "deploy", "web"]).contains("NotFound"));
@@ -161,21 +289,44 @@ fn edit_taint_wait_and_watch() {
     let s = Server::start();
     // edit through KUBE_EDITOR
     s.ok(&["create", "configmap", "ed", "--from-literal=k=old"]);
-    let o = s.kubectl_cmd().args(["edit", "cm", "ed"]).env("KUBE_EDITOR", "sed -i s/old/new/").output().unwrap();
+    let o = s
+        .kubectl_cmd()
+        .args(["edit", "cm", "ed"])
+        .env("KUBE_EDITOR", "sed -i s/old/new/")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(s.ok(&["get", "cm", "ed", "-o", "jsonpath={.data.k}"]), "new");
+    assert_eq!(
+        s.ok(&["get", "cm", "ed", "-o", "jsonpath={.data.k}"]),
+        "new"
+    );
 
     // taint add / remove on a node
     s.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels: {kubernetes.io/hostname: n1}\n");
     s.ok(&["taint", "nodes", "n1", "dedicated=gpu:NoSchedule"]);
-    let t = s.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.taints[0].key}={.spec.taints[0].value}:{.spec.taints[0].effect}"]);
+    let t = s.ok(&[
+        "get",
+        "node",
+        "n1",
+        "-o",
+        "jsonpath={.spec.taints[0].key}={.spec.taints[0].value}:{.spec.taints[0].effect}",
+    ]);
     assert_eq!(t, "dedicated=gpu:NoSchedule");
     s.ok(&["taint", "nodes", "n1", "dedicated=gpu:NoSchedule-"]);
-    assert_eq!(s.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.taints}"]), "");
+    assert_eq!(
+        s.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.taints}"]),
+        ""
+    );
 
     // wait --for=condition on a status written through the status subresource
     s.apply("apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n");
-    let mut waiter = s.kubectl_cmd().args(["wait", "--for=condition=Ready", "node/n2", "--timeout=30s"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut waiter = s
+        .kubectl_cmd()
+        .args(["wait", "--for=condition=Ready", "node/n2", "--timeout=30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     s.ok(&["patch", "node", "n2", "--subresource=status", "--type=merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ok"}]}}"#]);
     let st = waiter.wait().unwrap();
@@ -183,20 +334,32 @@ fn edit_taint_wait_and_watch() {
 
     // wait --for=delete
     s.ok(&["create", "configmap", "gone"]);
-    let mut waiter = s.kubectl_cmd().args(["wait", "--for=delete", "cm/gone", "--timeout=30s"]).spawn().unwrap();
+    let mut waiter = s
+        .kubectl_cmd()
+        .args(["wait", "--for=delete", "cm/gone", "--timeout=30s"])
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     s.ok(&["delete", "cm", "gone"]);
     assert!(waiter.wait().unwrap().success());
 
     // get -w sees a later change
-    let mut w = s.kubectl_cmd().args(["get", "cm", "-w", "-o", "name"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut w = s
+        .kubectl_cmd()
+        .args(["get", "cm", "-w", "-o", "name"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     s.ok(&["create", "configmap", "watched"]);
     let stdout = w.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
@@ -208,23 +371,46 @@ fn edit_taint_wait_and_watch() {
     });
     assert!(got.contains("watched"));
     let _ = w.kill();
+    let _ = w.wait();
 }
 
 #[test]
 fn discovery_explain_events_and_metrics() {
     let s = Server::start();
     let out = s.ok(&["api-resources"]);
-    for line in ["pods", "deployments", "leases", "priorityclasses", "endpointslices"] {
+    for line in [
+        "pods",
+        "deployments",
+        "leases",
+        "priorityclasses",
+        "endpointslices",
+    ] {
         assert!(out.contains(line), "api-resources lacks {line}: {out}");
     }
-    assert!(out.lines().any(|l| l.starts_with("pods") && l.contains("po") && l.contains("true") && l.contains("Pod")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("pods")
+            && l.contains("po")
+            && l.contains("true")
+            && l.contains("Pod")),
+        "{out}"
+    );
     let ex = s.ok(&["explain", "pod.spec.containers"]);
-    assert!(ex.contains("KIND:") && ex.contains("Pod") && ex.contains("FIELD:") && ex.contains("image"), "{ex}");
+    assert!(
+        ex.contains("KIND:") && ex.contains("Pod") && ex.contains("FIELD:") && ex.contains("image"),
+        "{ex}"
+    );
     s.apply("apiVersion: v1\nkind: Event\nmetadata: {name: e1}\ninvolvedObject: {kind: Pod, name: p, namespace: default}\nreason: Testing\nmessage: hello events\ntype: Normal\n");
     let ev = s.ok(&["get", "events"]);
-    assert!(ev.contains("Testing") && ev.contains("hello events") && ev.contains("pod/p"), "{ev}");
+    assert!(
+        ev.contains("Testing") && ev.contains("hello events") && ev.contains("pod/p"),
+        "{ev}"
+    );
     let m = s.ok(&["get", "--raw", "/metrics"]);
-    assert!(m.contains("apiserver_request_total") && m.contains("apiserver_request_duration_seconds_bucket"), "{m}");
+    assert!(
+        m.contains("apiserver_request_total")
+            && m.contains("apiserver_request_duration_seconds_bucket"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -234,10 +420,15 @@ fn namespace_deletion_removes_content() {
     s.ok(&["-n", "tmp", "create", "configmap", "a"]);
     s.ok(&["delete", "ns", "tmp", "--wait=false"]);
     let err = s.fails(&["-n", "tmp", "create", "configmap", "b"]);
-    assert!(err.contains("being terminated") || err.contains("NotFound") || err.contains("not found"), "{err}");
+    assert!(
+        err.contains("being terminated") || err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
     eventually(Duration::from_secs(20), || {
         let o = s.kubectl(&["get", "ns", "tmp"]);
         (!o.status.success()).then_some(())
     });
-    assert!(s.fails(&["-n", "tmp", "get", "cm", "a"]).contains("NotFound"));
+    assert!(s
+        .fails(&["-n", "tmp", "get", "cm", "a"])
+        .contains("NotFound"));
 }

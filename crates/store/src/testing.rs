@@ -76,7 +76,11 @@ impl EtcdProcess {
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
             spawn_orphan_reaper(child.id());
-            let mut proc = EtcdProcess { child, endpoint: client_url, dir };
+            let mut proc = EtcdProcess {
+                child,
+                endpoint: client_url,
+                dir,
+            };
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if proc.child.try_wait().ok().flatten().is_some() {
@@ -90,7 +94,8 @@ impl EtcdProcess {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            last_log = std::fs::read_to_string(proc.dir.path().join("etcd.log")).unwrap_or_default();
+            last_log =
+                std::fs::read_to_string(proc.dir.path().join("etcd.log")).unwrap_or_default();
             let _ = proc.child.kill();
         }
         panic!("etcd did not become ready; last log:\n{last_log}");

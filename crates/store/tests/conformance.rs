@@ -300,7 +300,10 @@ async fn range(s: DynStore, p: &str) {
             .await
             .unwrap();
         let keys: Vec<&str> = after_b.kvs.iter().map(|kv| kv.key.as_str()).collect();
-        let want: Vec<String> = ["c", "d", "e"].iter().map(|n| format!("{base}{n}")).collect();
+        let want: Vec<String> = ["c", "d", "e"]
+            .iter()
+            .map(|n| format!("{base}{n}"))
+            .collect();
         assert_eq!(keys, want, "start after b at revision {revision}");
     }
 }

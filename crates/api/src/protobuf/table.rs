@@ -79,7 +79,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(2, "template", Msg(176)),
             one(3, "updateStrategy", Msg(4)),
             one(4, "minReadySeconds", I32),
-            one(6, "revisionHistoryLimit", I32),
+            keep(6, "revisionHistoryLimit", I32),
         ],
     },
     // 3
@@ -94,7 +94,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "updatedNumberScheduled", I32),
             one(7, "numberAvailable", I32),
             one(8, "numberUnavailable", I32),
-            one(9, "collisionCount", I32),
+            keep(9, "collisionCount", I32),
             rep(10, "conditions", Msg(1)),
         ],
     },
@@ -128,14 +128,14 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.apps.v1.DeploymentSpec",
         fields: &[
-            one(1, "replicas", I32),
+            keep(1, "replicas", I32),
             one(2, "selector", Msg(289)),
             one(3, "template", Msg(176)),
             one(4, "strategy", Msg(9)),
             one(5, "minReadySeconds", I32),
-            one(6, "revisionHistoryLimit", I32),
+            keep(6, "revisionHistoryLimit", I32),
             one(7, "paused", Bool),
-            one(9, "progressDeadlineSeconds", I32),
+            keep(9, "progressDeadlineSeconds", I32),
         ],
     },
     // 8
@@ -149,8 +149,8 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(5, "unavailableReplicas", I32),
             rep(6, "conditions", Msg(6)),
             one(7, "readyReplicas", I32),
-            one(8, "collisionCount", I32),
-            one(9, "terminatingReplicas", I32),
+            keep(8, "collisionCount", I32),
+            keep(9, "terminatingReplicas", I32),
         ],
     },
     // 9
@@ -182,7 +182,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.apps.v1.ReplicaSetSpec",
         fields: &[
-            one(1, "replicas", I32),
+            keep(1, "replicas", I32),
             one(2, "selector", Msg(289)),
             one(3, "template", Msg(176)),
             one(4, "minReadySeconds", I32),
@@ -198,29 +198,32 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "readyReplicas", I32),
             one(5, "availableReplicas", I32),
             rep(6, "conditions", Msg(11)),
-            one(7, "terminatingReplicas", I32),
+            keep(7, "terminatingReplicas", I32),
         ],
     },
     // 14
     Message {
         name: "k8s.io.api.apps.v1.RollingUpdateDaemonSet",
         fields: &[
-            one(1, "maxUnavailable", IntOrStr),
-            one(2, "maxSurge", IntOrStr),
+            keep(1, "maxUnavailable", IntOrStr),
+            keep(2, "maxSurge", IntOrStr),
         ],
     },
     // 15
     Message {
         name: "k8s.io.api.apps.v1.RollingUpdateDeployment",
         fields: &[
-            one(1, "maxUnavailable", IntOrStr),
-            one(2, "maxSurge", IntOrStr),
+            keep(1, "maxUnavailable", IntOrStr),
+            keep(2, "maxSurge", IntOrStr),
         ],
     },
     // 16
     Message {
         name: "k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy",
-        fields: &[one(1, "partition", I32), one(2, "maxUnavailable", IntOrStr)],
+        fields: &[
+            keep(1, "partition", I32),
+            keep(2, "maxUnavailable", IntOrStr),
+        ],
     },
     // 17
     Message {
@@ -256,14 +259,14 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.apps.v1.StatefulSetSpec",
         fields: &[
-            one(1, "replicas", I32),
+            keep(1, "replicas", I32),
             one(2, "selector", Msg(289)),
             one(3, "template", Msg(176)),
             rep(4, "volumeClaimTemplates", Msg(150)),
             one(5, "serviceName", Str),
             one(6, "podManagementPolicy", Str),
             one(7, "updateStrategy", Msg(23)),
-            one(8, "revisionHistoryLimit", I32),
+            keep(8, "revisionHistoryLimit", I32),
             one(9, "minReadySeconds", I32),
             one(10, "persistentVolumeClaimRetentionPolicy", Msg(20)),
             one(11, "ordinals", Msg(19)),
@@ -280,7 +283,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(5, "updatedReplicas", I32),
             one(6, "currentRevision", Str),
             one(7, "updateRevision", Str),
-            one(9, "collisionCount", I32),
+            keep(9, "collisionCount", I32),
             rep(10, "conditions", Msg(18)),
             one(11, "availableReplicas", I32),
         ],
@@ -323,13 +326,13 @@ pub(super) static MESSAGES: [Message; 295] = [
         name: "k8s.io.api.batch.v1.CronJobSpec",
         fields: &[
             keep(1, "schedule", Str),
-            one(2, "startingDeadlineSeconds", I64),
+            keep(2, "startingDeadlineSeconds", I64),
             one(3, "concurrencyPolicy", Str),
-            one(4, "suspend", Bool),
+            keep(4, "suspend", Bool),
             one(5, "jobTemplate", Msg(34)),
-            one(6, "successfulJobsHistoryLimit", I32),
-            one(7, "failedJobsHistoryLimit", I32),
-            one(8, "timeZone", Str),
+            keep(6, "successfulJobsHistoryLimit", I32),
+            keep(7, "failedJobsHistoryLimit", I32),
+            keep(8, "timeZone", Str),
         ],
     },
     // 29
@@ -366,21 +369,21 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.batch.v1.JobSpec",
         fields: &[
-            one(1, "parallelism", I32),
-            one(2, "completions", I32),
-            one(3, "activeDeadlineSeconds", I64),
+            keep(1, "parallelism", I32),
+            keep(2, "completions", I32),
+            keep(3, "activeDeadlineSeconds", I64),
             one(4, "selector", Msg(289)),
-            one(5, "manualSelector", Bool),
+            keep(5, "manualSelector", Bool),
             one(6, "template", Msg(176)),
-            one(7, "backoffLimit", I32),
-            one(8, "ttlSecondsAfterFinished", I32),
-            one(9, "completionMode", Str),
-            one(10, "suspend", Bool),
+            keep(7, "backoffLimit", I32),
+            keep(8, "ttlSecondsAfterFinished", I32),
+            keep(9, "completionMode", Str),
+            keep(10, "suspend", Bool),
             one(11, "podFailurePolicy", Msg(35)),
-            one(12, "backoffLimitPerIndex", I32),
-            one(13, "maxFailedIndexes", I32),
-            one(14, "podReplacementPolicy", Str),
-            one(15, "managedBy", Str),
+            keep(12, "backoffLimitPerIndex", I32),
+            keep(13, "maxFailedIndexes", I32),
+            keep(14, "podReplacementPolicy", Str),
+            keep(15, "managedBy", Str),
             one(16, "successPolicy", Msg(39)),
         ],
     },
@@ -396,9 +399,9 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "failed", I32),
             one(7, "completedIndexes", Str),
             one(8, "uncountedTerminatedPods", Msg(41)),
-            one(9, "ready", I32),
-            one(10, "failedIndexes", Str),
-            one(11, "terminating", I32),
+            keep(9, "ready", I32),
+            keep(10, "failedIndexes", Str),
+            keep(11, "terminating", I32),
         ],
     },
     // 34
@@ -415,7 +418,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
         fields: &[
-            one(1, "containerName", Str),
+            keep(1, "containerName", Str),
             keep(2, "operator", Str),
             rep(3, "values", I32),
         ],
@@ -443,8 +446,8 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.batch.v1.SuccessPolicyRule",
         fields: &[
-            one(1, "succeededIndexes", Str),
-            one(2, "succeededCount", I32),
+            keep(1, "succeededIndexes", Str),
+            keep(2, "succeededCount", I32),
         ],
     },
     // 41
@@ -461,13 +464,13 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.coordination.v1.LeaseSpec",
         fields: &[
-            one(1, "holderIdentity", Str),
-            one(2, "leaseDurationSeconds", I32),
+            keep(1, "holderIdentity", Str),
+            keep(2, "leaseDurationSeconds", I32),
             one(3, "acquireTime", MicroTime),
             one(4, "renewTime", MicroTime),
-            one(5, "leaseTransitions", I32),
-            one(6, "strategy", Str),
-            one(7, "preferredHolder", Str),
+            keep(5, "leaseTransitions", I32),
+            keep(6, "strategy", Str),
+            keep(7, "preferredHolder", Str),
         ],
     },
     // 44
@@ -482,7 +485,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 45
     Message {
         name: "k8s.io.api.core.v1.AppArmorProfile",
-        fields: &[keep(1, "type", Str), one(2, "localhostProfile", Str)],
+        fields: &[keep(1, "type", Str), keep(2, "localhostProfile", Str)],
     },
     // 46
     Message {
@@ -505,10 +508,10 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             keep(1, "diskName", Str),
             keep(2, "diskURI", Str),
-            one(3, "cachingMode", Str),
-            one(4, "fsType", Str),
-            one(5, "readOnly", Bool),
-            one(6, "kind", Str),
+            keep(3, "cachingMode", Str),
+            keep(4, "fsType", Str),
+            keep(5, "readOnly", Bool),
+            keep(6, "kind", Str),
         ],
     },
     // 49
@@ -518,7 +521,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(1, "secretName", Str),
             keep(2, "shareName", Str),
             one(3, "readOnly", Bool),
-            one(4, "secretNamespace", Str),
+            keep(4, "secretNamespace", Str),
         ],
     },
     // 50
@@ -556,8 +559,8 @@ pub(super) static MESSAGES: [Message; 295] = [
         name: "k8s.io.api.core.v1.CSIVolumeSource",
         fields: &[
             keep(1, "driver", Str),
-            one(2, "readOnly", Bool),
-            one(3, "fsType", Str),
+            keep(2, "readOnly", Bool),
+            keep(3, "fsType", Str),
             map(4, "volumeAttributes", Str),
             one(5, "nodePublishSecretRef", Msg(122)),
         ],
@@ -614,17 +617,17 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 59
     Message {
         name: "k8s.io.api.core.v1.ClientIpConfig",
-        fields: &[one(1, "timeoutSeconds", I32)],
+        fields: &[keep(1, "timeoutSeconds", I32)],
     },
     // 60
     Message {
         name: "k8s.io.api.core.v1.ClusterTrustBundleProjection",
         fields: &[
-            one(1, "name", Str),
-            one(2, "signerName", Str),
+            keep(1, "name", Str),
+            keep(2, "signerName", Str),
             one(3, "labelSelector", Msg(289)),
             keep(4, "path", Str),
-            one(5, "optional", Bool),
+            keep(5, "optional", Bool),
         ],
     },
     // 61
@@ -634,13 +637,13 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(1, "metadata", Msg(292)),
             map(2, "data", Str),
             map(3, "binaryData", Bytes),
-            one(4, "immutable", Bool),
+            keep(4, "immutable", Bool),
         ],
     },
     // 62
     Message {
         name: "k8s.io.api.core.v1.ConfigMapEnvSource",
-        fields: &[inline(1, Msg(122)), one(2, "optional", Bool)],
+        fields: &[inline(1, Msg(122)), keep(2, "optional", Bool)],
     },
     // 63
     Message {
@@ -648,7 +651,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             inline(1, Msg(122)),
             keep(2, "key", Str),
-            one(3, "optional", Bool),
+            keep(3, "optional", Bool),
         ],
     },
     // 64
@@ -668,7 +671,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             inline(1, Msg(122)),
             rep(2, "items", Msg(113)),
-            one(4, "optional", Bool),
+            keep(4, "optional", Bool),
         ],
     },
     // 66
@@ -677,8 +680,8 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             inline(1, Msg(122)),
             rep(2, "items", Msg(113)),
-            one(3, "defaultMode", I32),
-            one(4, "optional", Bool),
+            keep(3, "defaultMode", I32),
+            keep(4, "optional", Bool),
         ],
     },
     // 67
@@ -708,7 +711,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(21, "volumeDevices", Msg(227)),
             one(22, "startupProbe", Msg(180)),
             rep(23, "resizePolicy", Msg(70)),
-            one(24, "restartPolicy", Str),
+            keep(24, "restartPolicy", Str),
         ],
     },
     // 68
@@ -776,13 +779,13 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(6, "image", Str),
             keep(7, "imageID", Str),
             one(8, "containerID", Str),
-            one(9, "started", Bool),
+            keep(9, "started", Bool),
             map(10, "allocatedResources", Quantity),
             one(11, "resources", Msg(192)),
             rep(12, "volumeMounts", Msg(229)),
             one(13, "user", Msg(76)),
             rep(14, "allocatedResourcesStatus", Msg(193)),
-            one(15, "stopSignal", Str),
+            keep(15, "stopSignal", Str),
         ],
     },
     // 76
@@ -807,13 +810,13 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(1, "path", Str),
             one(2, "fieldRef", Msg(147)),
             one(3, "resourceFieldRef", Msg(187)),
-            one(4, "mode", I32),
+            keep(4, "mode", I32),
         ],
     },
     // 80
     Message {
         name: "k8s.io.api.core.v1.DownwardAPIVolumeSource",
-        fields: &[rep(1, "items", Msg(79)), one(2, "defaultMode", I32)],
+        fields: &[rep(1, "items", Msg(79)), keep(2, "defaultMode", I32)],
     },
     // 81
     Message {
@@ -827,7 +830,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(1, "ip", Str),
             one(2, "targetRef", Msg(148)),
             one(3, "hostname", Str),
-            one(4, "nodeName", Str),
+            keep(4, "nodeName", Str),
         ],
     },
     // 83
@@ -837,7 +840,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(1, "name", Str),
             keep(2, "port", I32),
             one(3, "protocol", Str),
-            one(4, "appProtocol", Str),
+            keep(4, "appProtocol", Str),
         ],
     },
     // 84
@@ -914,7 +917,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(21, "volumeDevices", Msg(227)),
             one(22, "startupProbe", Msg(180)),
             rep(23, "resizePolicy", Msg(70)),
-            one(24, "restartPolicy", Str),
+            keep(24, "restartPolicy", Str),
         ],
     },
     // 91
@@ -963,7 +966,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         name: "k8s.io.api.core.v1.FcVolumeSource",
         fields: &[
             rep(1, "targetWWNs", Str),
-            one(2, "lun", I32),
+            keep(2, "lun", I32),
             one(3, "fsType", Str),
             one(4, "readOnly", Bool),
             rep(5, "wwids", Str),
@@ -1022,7 +1025,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(1, "endpoints", Str),
             keep(2, "path", Str),
             one(3, "readOnly", Bool),
-            one(4, "endpointsNamespace", Str),
+            keep(4, "endpointsNamespace", Str),
         ],
     },
     // 103
@@ -1037,7 +1040,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 104
     Message {
         name: "k8s.io.api.core.v1.GrpcAction",
-        fields: &[keep(1, "port", I32), one(2, "service", Str)],
+        fields: &[keep(1, "port", I32), keep(2, "service", Str)],
     },
     // 105
     Message {
@@ -1052,7 +1055,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 107
     Message {
         name: "k8s.io.api.core.v1.HostPathVolumeSource",
-        fields: &[keep(1, "path", Str), one(2, "type", Str)],
+        fields: &[keep(1, "path", Str), keep(2, "type", Str)],
     },
     // 108
     Message {
@@ -1089,7 +1092,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(8, "chapAuthDiscovery", Bool),
             one(10, "secretRef", Msg(204)),
             one(11, "chapAuthSession", Bool),
-            one(12, "initiatorName", Str),
+            keep(12, "initiatorName", Str),
         ],
     },
     // 112
@@ -1106,7 +1109,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(8, "chapAuthDiscovery", Bool),
             one(10, "secretRef", Msg(122)),
             one(11, "chapAuthSession", Bool),
-            one(12, "initiatorName", Str),
+            keep(12, "initiatorName", Str),
         ],
     },
     // 113
@@ -1115,7 +1118,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             keep(1, "key", Str),
             keep(2, "path", Str),
-            one(3, "mode", I32),
+            keep(3, "mode", I32),
         ],
     },
     // 114
@@ -1124,7 +1127,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             one(1, "postStart", Msg(115)),
             one(2, "preStop", Msg(115)),
-            one(3, "stopSignal", Str),
+            keep(3, "stopSignal", Str),
         ],
     },
     // 115
@@ -1174,7 +1177,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             one(1, "ip", Str),
             one(2, "hostname", Str),
-            one(3, "ipMode", Str),
+            keep(3, "ipMode", Str),
             rep(4, "ports", Msg(177)),
         ],
     },
@@ -1191,7 +1194,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 123
     Message {
         name: "k8s.io.api.core.v1.LocalVolumeSource",
-        fields: &[keep(1, "path", Str), one(2, "fsType", Str)],
+        fields: &[keep(1, "path", Str), keep(2, "fsType", Str)],
     },
     // 124
     Message {
@@ -1305,7 +1308,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 137
     Message {
         name: "k8s.io.api.core.v1.NodeFeatures",
-        fields: &[one(1, "supplementalGroupsPolicy", Bool)],
+        fields: &[keep(1, "supplementalGroupsPolicy", Bool)],
     },
     // 138
     Message {
@@ -1316,8 +1319,8 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.core.v1.NodeRuntimeHandlerFeatures",
         fields: &[
-            one(1, "recursiveReadOnlyMounts", Bool),
-            one(2, "userNamespaces", Bool),
+            keep(1, "recursiveReadOnlyMounts", Bool),
+            keep(2, "userNamespaces", Bool),
         ],
     },
     // 140
@@ -1377,7 +1380,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 145
     Message {
         name: "k8s.io.api.core.v1.NodeSwapStatus",
-        fields: &[one(1, "capacity", I64)],
+        fields: &[keep(1, "capacity", I64)],
     },
     // 146
     Message {
@@ -1452,11 +1455,11 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(2, "resources", Msg(232)),
             one(3, "volumeName", Str),
             one(4, "selector", Msg(289)),
-            one(5, "storageClassName", Str),
-            one(6, "volumeMode", Str),
+            keep(5, "storageClassName", Str),
+            keep(6, "volumeMode", Str),
             one(7, "dataSource", Msg(224)),
             one(8, "dataSourceRef", Msg(225)),
-            one(9, "volumeAttributesClassName", Str),
+            keep(9, "volumeAttributesClassName", Str),
         ],
     },
     // 153
@@ -1469,7 +1472,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(4, "conditions", Msg(151)),
             map(5, "allocatedResources", Quantity),
             map(7, "allocatedResourceStatuses", Str),
-            one(8, "currentVolumeAttributesClassName", Str),
+            keep(8, "currentVolumeAttributesClassName", Str),
             one(9, "modifyVolumeStatus", Msg(124)),
         ],
     },
@@ -1522,9 +1525,9 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(5, "persistentVolumeReclaimPolicy", Str),
             one(6, "storageClassName", Str),
             rep(7, "mountOptions", Str),
-            one(8, "volumeMode", Str),
+            keep(8, "volumeMode", Str),
             one(9, "nodeAffinity", Msg(230)),
-            one(10, "volumeAttributesClassName", Str),
+            keep(10, "volumeAttributesClassName", Str),
         ],
     },
     // 158
@@ -1620,7 +1623,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 166
     Message {
         name: "k8s.io.api.core.v1.PodDnsConfigOption",
-        fields: &[one(1, "name", Str), one(2, "value", Str)],
+        fields: &[one(1, "name", Str), keep(2, "value", Str)],
     },
     // 167
     Message {
@@ -1642,14 +1645,14 @@ pub(super) static MESSAGES: [Message; 295] = [
         name: "k8s.io.api.core.v1.PodResourceClaim",
         fields: &[
             keep(1, "name", Str),
-            one(3, "resourceClaimName", Str),
-            one(4, "resourceClaimTemplateName", Str),
+            keep(3, "resourceClaimName", Str),
+            keep(4, "resourceClaimTemplateName", Str),
         ],
     },
     // 171
     Message {
         name: "k8s.io.api.core.v1.PodResourceClaimStatus",
-        fields: &[keep(1, "name", Str), one(2, "resourceClaimName", Str)],
+        fields: &[keep(1, "name", Str), keep(2, "resourceClaimName", Str)],
     },
     // 172
     Message {
@@ -1661,18 +1664,18 @@ pub(super) static MESSAGES: [Message; 295] = [
         name: "k8s.io.api.core.v1.PodSecurityContext",
         fields: &[
             one(1, "seLinuxOptions", Msg(198)),
-            one(2, "runAsUser", I64),
-            one(3, "runAsNonRoot", Bool),
+            keep(2, "runAsUser", I64),
+            keep(3, "runAsNonRoot", Bool),
             rep(4, "supplementalGroups", I64),
-            one(5, "fsGroup", I64),
-            one(6, "runAsGroup", I64),
+            keep(5, "fsGroup", I64),
+            keep(6, "runAsGroup", I64),
             rep(7, "sysctls", Msg(217)),
             one(8, "windowsOptions", Msg(236)),
-            one(9, "fsGroupChangePolicy", Str),
+            keep(9, "fsGroupChangePolicy", Str),
             one(10, "seccompProfile", Msg(199)),
             one(11, "appArmorProfile", Msg(45)),
-            one(12, "supplementalGroupsPolicy", Str),
-            one(13, "seLinuxChangePolicy", Str),
+            keep(12, "supplementalGroupsPolicy", Str),
+            keep(13, "seLinuxChangePolicy", Str),
         ],
     },
     // 174
@@ -1682,8 +1685,8 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(1, "volumes", Msg(226)),
             rep(2, "containers", Msg(67)),
             one(3, "restartPolicy", Str),
-            one(4, "terminationGracePeriodSeconds", I64),
-            one(5, "activeDeadlineSeconds", I64),
+            keep(4, "terminationGracePeriodSeconds", I64),
+            keep(5, "activeDeadlineSeconds", I64),
             one(6, "dnsPolicy", Str),
             map(7, "nodeSelector", Str),
             one(8, "serviceAccountName", Str),
@@ -1699,23 +1702,23 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(18, "affinity", Msg(44)),
             one(19, "schedulerName", Str),
             rep(20, "initContainers", Msg(67)),
-            one(21, "automountServiceAccountToken", Bool),
+            keep(21, "automountServiceAccountToken", Bool),
             rep(22, "tolerations", Msg(220)),
             rep(23, "hostAliases", Msg(105)),
             one(24, "priorityClassName", Str),
-            one(25, "priority", I32),
+            keep(25, "priority", I32),
             one(26, "dnsConfig", Msg(165)),
-            one(27, "shareProcessNamespace", Bool),
+            keep(27, "shareProcessNamespace", Bool),
             rep(28, "readinessGates", Msg(169)),
-            one(29, "runtimeClassName", Str),
-            one(30, "enableServiceLinks", Bool),
-            one(31, "preemptionPolicy", Str),
+            keep(29, "runtimeClassName", Str),
+            keep(30, "enableServiceLinks", Bool),
+            keep(31, "preemptionPolicy", Str),
             map(32, "overhead", Quantity),
             rep(33, "topologySpreadConstraints", Msg(223)),
             rep(34, "ephemeralContainers", Msg(89)),
-            one(35, "setHostnameAsFQDN", Bool),
+            keep(35, "setHostnameAsFQDN", Bool),
             one(36, "os", Msg(168)),
-            one(37, "hostUsers", Bool),
+            keep(37, "hostUsers", Bool),
             rep(38, "schedulingGates", Msg(172)),
             rep(39, "resourceClaims", Msg(170)),
             one(40, "resources", Msg(192)),
@@ -1755,7 +1758,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             keep(1, "port", I32),
             keep(2, "protocol", Str),
-            one(3, "error", Str),
+            keep(3, "error", Str),
         ],
     },
     // 178
@@ -1782,7 +1785,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "periodSeconds", I32),
             one(5, "successThreshold", I32),
             one(6, "failureThreshold", I32),
-            one(7, "terminationGracePeriodSeconds", I64),
+            keep(7, "terminationGracePeriodSeconds", I64),
         ],
     },
     // 181
@@ -1798,7 +1801,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 182
     Message {
         name: "k8s.io.api.core.v1.ProjectedVolumeSource",
-        fields: &[rep(1, "sources", Msg(231)), one(2, "defaultMode", I32)],
+        fields: &[rep(1, "sources", Msg(231)), keep(2, "defaultMode", I32)],
     },
     // 183
     Message {
@@ -1955,7 +1958,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     // 199
     Message {
         name: "k8s.io.api.core.v1.SeccompProfile",
-        fields: &[keep(1, "type", Str), one(2, "localhostProfile", Str)],
+        fields: &[keep(1, "type", Str), keep(2, "localhostProfile", Str)],
     },
     // 200
     Message {
@@ -1965,13 +1968,13 @@ pub(super) static MESSAGES: [Message; 295] = [
             map(2, "data", Bytes),
             one(3, "type", Str),
             map(4, "stringData", Str),
-            one(5, "immutable", Bool),
+            keep(5, "immutable", Bool),
         ],
     },
     // 201
     Message {
         name: "k8s.io.api.core.v1.SecretEnvSource",
-        fields: &[inline(1, Msg(122)), one(2, "optional", Bool)],
+        fields: &[inline(1, Msg(122)), keep(2, "optional", Bool)],
     },
     // 202
     Message {
@@ -1979,7 +1982,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             inline(1, Msg(122)),
             keep(2, "key", Str),
-            one(3, "optional", Bool),
+            keep(3, "optional", Bool),
         ],
     },
     // 203
@@ -1988,7 +1991,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             inline(1, Msg(122)),
             rep(2, "items", Msg(113)),
-            one(4, "optional", Bool),
+            keep(4, "optional", Bool),
         ],
     },
     // 204
@@ -2002,8 +2005,8 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             one(1, "secretName", Str),
             rep(2, "items", Msg(113)),
-            one(3, "defaultMode", I32),
-            one(4, "optional", Bool),
+            keep(3, "defaultMode", I32),
+            keep(4, "optional", Bool),
         ],
     },
     // 206
@@ -2011,14 +2014,14 @@ pub(super) static MESSAGES: [Message; 295] = [
         name: "k8s.io.api.core.v1.SecurityContext",
         fields: &[
             one(1, "capabilities", Msg(54)),
-            one(2, "privileged", Bool),
+            keep(2, "privileged", Bool),
             one(3, "seLinuxOptions", Msg(198)),
-            one(4, "runAsUser", I64),
-            one(5, "runAsNonRoot", Bool),
-            one(6, "readOnlyRootFilesystem", Bool),
-            one(7, "allowPrivilegeEscalation", Bool),
-            one(8, "runAsGroup", I64),
-            one(9, "procMount", Str),
+            keep(4, "runAsUser", I64),
+            keep(5, "runAsNonRoot", Bool),
+            keep(6, "readOnlyRootFilesystem", Bool),
+            keep(7, "allowPrivilegeEscalation", Bool),
+            keep(8, "runAsGroup", I64),
+            keep(9, "procMount", Str),
             one(10, "windowsOptions", Msg(236)),
             one(11, "seccompProfile", Msg(199)),
             one(12, "appArmorProfile", Msg(45)),
@@ -2040,7 +2043,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(1, "metadata", Msg(292)),
             rep(2, "secrets", Msg(148)),
             rep(3, "imagePullSecrets", Msg(122)),
-            one(4, "automountServiceAccountToken", Bool),
+            keep(4, "automountServiceAccountToken", Bool),
         ],
     },
     // 209
@@ -2048,7 +2051,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         name: "k8s.io.api.core.v1.ServiceAccountTokenProjection",
         fields: &[
             one(1, "audience", Str),
-            one(2, "expirationSeconds", I64),
+            keep(2, "expirationSeconds", I64),
             keep(3, "path", Str),
         ],
     },
@@ -2061,7 +2064,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "port", I32),
             one(4, "targetPort", IntOrStr),
             one(5, "nodePort", I32),
-            one(6, "appProtocol", Str),
+            keep(6, "appProtocol", Str),
         ],
     },
     // 211
@@ -2081,13 +2084,13 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(12, "healthCheckNodePort", I32),
             one(13, "publishNotReadyAddresses", Bool),
             one(14, "sessionAffinityConfig", Msg(213)),
-            one(17, "ipFamilyPolicy", Str),
+            keep(17, "ipFamilyPolicy", Str),
             rep(18, "clusterIPs", Str),
             rep(19, "ipFamilies", Str),
-            one(20, "allocateLoadBalancerNodePorts", Bool),
-            one(21, "loadBalancerClass", Str),
-            one(22, "internalTrafficPolicy", Str),
-            one(23, "trafficDistribution", Str),
+            keep(20, "allocateLoadBalancerNodePorts", Bool),
+            keep(21, "loadBalancerClass", Str),
+            keep(22, "internalTrafficPolicy", Str),
+            keep(23, "trafficDistribution", Str),
         ],
     },
     // 212
@@ -2158,7 +2161,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(2, "operator", Str),
             one(3, "value", Str),
             one(4, "effect", Str),
-            one(5, "tolerationSeconds", I64),
+            keep(5, "tolerationSeconds", I64),
         ],
     },
     // 221
@@ -2179,9 +2182,9 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "topologyKey", Str),
             keep(3, "whenUnsatisfiable", Str),
             one(4, "labelSelector", Msg(289)),
-            one(5, "minDomains", I32),
-            one(6, "nodeAffinityPolicy", Str),
-            one(7, "nodeTaintsPolicy", Str),
+            keep(5, "minDomains", I32),
+            keep(6, "nodeAffinityPolicy", Str),
+            keep(7, "nodeTaintsPolicy", Str),
             rep(8, "matchLabelKeys", Str),
         ],
     },
@@ -2189,7 +2192,7 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.core.v1.TypedLocalObjectReference",
         fields: &[
-            one(1, "apiGroup", Str),
+            keep(1, "apiGroup", Str),
             keep(2, "kind", Str),
             keep(3, "name", Str),
         ],
@@ -2198,10 +2201,10 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.core.v1.TypedObjectReference",
         fields: &[
-            one(1, "apiGroup", Str),
+            keep(1, "apiGroup", Str),
             keep(2, "kind", Str),
             keep(3, "name", Str),
-            one(4, "namespace", Str),
+            keep(4, "namespace", Str),
         ],
     },
     // 226
@@ -2222,9 +2225,9 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(2, "readOnly", Bool),
             keep(3, "mountPath", Str),
             one(4, "subPath", Str),
-            one(5, "mountPropagation", Str),
+            keep(5, "mountPropagation", Str),
             one(6, "subPathExpr", Str),
-            one(7, "recursiveReadOnly", Str),
+            keep(7, "recursiveReadOnly", Str),
         ],
     },
     // 229
@@ -2234,7 +2237,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(1, "name", Str),
             keep(2, "mountPath", Str),
             one(3, "readOnly", Bool),
-            one(4, "recursiveReadOnly", Str),
+            keep(4, "recursiveReadOnly", Str),
         ],
     },
     // 230
@@ -2313,10 +2316,10 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.core.v1.WindowsSecurityContextOptions",
         fields: &[
-            one(1, "gmsaCredentialSpecName", Str),
-            one(2, "gmsaCredentialSpec", Str),
-            one(3, "runAsUserName", Str),
-            one(4, "hostProcess", Bool),
+            keep(1, "gmsaCredentialSpecName", Str),
+            keep(2, "gmsaCredentialSpec", Str),
+            keep(3, "runAsUserName", Str),
+            keep(4, "hostProcess", Bool),
         ],
     },
     // 237
@@ -2325,11 +2328,11 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             rep(1, "addresses", Str),
             one(2, "conditions", Msg(238)),
-            one(3, "hostname", Str),
+            keep(3, "hostname", Str),
             one(4, "targetRef", Msg(148)),
             map(5, "deprecatedTopology", Str),
-            one(6, "nodeName", Str),
-            one(7, "zone", Str),
+            keep(6, "nodeName", Str),
+            keep(7, "zone", Str),
             one(8, "hints", Msg(239)),
         ],
     },
@@ -2337,9 +2340,9 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.discovery.v1.EndpointConditions",
         fields: &[
-            one(1, "ready", Bool),
-            one(2, "serving", Bool),
-            one(3, "terminating", Bool),
+            keep(1, "ready", Bool),
+            keep(2, "serving", Bool),
+            keep(3, "terminating", Bool),
         ],
     },
     // 239
@@ -2351,10 +2354,10 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.discovery.v1.EndpointPort",
         fields: &[
-            one(1, "name", Str),
-            one(2, "protocol", Str),
-            one(3, "port", I32),
-            one(4, "appProtocol", Str),
+            keep(1, "name", Str),
+            keep(2, "protocol", Str),
+            keep(3, "port", I32),
+            keep(4, "appProtocol", Str),
         ],
     },
     // 241
@@ -2440,11 +2443,11 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.networking.v1.IngressClassParametersReference",
         fields: &[
-            one(1, "apiGroup", Str),
+            keep(1, "apiGroup", Str),
             keep(2, "kind", Str),
             keep(3, "name", Str),
-            one(4, "scope", Str),
-            one(5, "namespace", Str),
+            keep(4, "scope", Str),
+            keep(5, "namespace", Str),
         ],
     },
     // 252
@@ -2472,7 +2475,7 @@ pub(super) static MESSAGES: [Message; 295] = [
         fields: &[
             keep(1, "port", I32),
             keep(2, "protocol", Str),
-            one(3, "error", Str),
+            keep(3, "error", Str),
         ],
     },
     // 256
@@ -2497,7 +2500,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(1, "defaultBackend", Msg(249)),
             rep(2, "tls", Msg(261)),
             rep(3, "rules", Msg(256)),
-            one(4, "ingressClassName", Str),
+            keep(4, "ingressClassName", Str),
         ],
     },
     // 260
@@ -2543,9 +2546,9 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.networking.v1.NetworkPolicyPort",
         fields: &[
-            one(1, "protocol", Str),
-            one(2, "port", IntOrStr),
-            one(3, "endPort", I32),
+            keep(1, "protocol", Str),
+            keep(2, "port", IntOrStr),
+            keep(3, "endPort", I32),
         ],
     },
     // 268
@@ -2604,10 +2607,10 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec",
         fields: &[
-            one(1, "minAvailable", IntOrStr),
+            keep(1, "minAvailable", IntOrStr),
             one(2, "selector", Msg(289)),
-            one(3, "maxUnavailable", IntOrStr),
-            one(4, "unhealthyPodEvictionPolicy", Str),
+            keep(3, "maxUnavailable", IntOrStr),
+            keep(4, "unhealthyPodEvictionPolicy", Str),
         ],
     },
     // 276
@@ -2698,7 +2701,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "value", I32),
             one(3, "globalDefault", Bool),
             one(4, "description", Str),
-            one(5, "preemptionPolicy", Str),
+            keep(5, "preemptionPolicy", Str),
         ],
     },
     // 286
@@ -2708,10 +2711,10 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(1, "metadata", Msg(292)),
             keep(2, "provisioner", Str),
             map(3, "parameters", Str),
-            one(4, "reclaimPolicy", Str),
+            keep(4, "reclaimPolicy", Str),
             rep(5, "mountOptions", Str),
-            one(6, "allowVolumeExpansion", Bool),
-            one(7, "volumeBindingMode", Str),
+            keep(6, "allowVolumeExpansion", Bool),
+            keep(7, "volumeBindingMode", Str),
             rep(8, "allowedTopologies", Msg(222)),
         ],
     },
@@ -2731,12 +2734,12 @@ pub(super) static MESSAGES: [Message; 295] = [
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions",
         fields: &[
-            one(1, "gracePeriodSeconds", I64),
+            keep(1, "gracePeriodSeconds", I64),
             one(2, "preconditions", Msg(294)),
-            one(3, "orphanDependents", Bool),
-            one(4, "propagationPolicy", Str),
+            keep(3, "orphanDependents", Bool),
+            keep(4, "propagationPolicy", Str),
             rep(5, "dryRun", Str),
-            one(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool),
+            keep(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool),
         ],
     },
     // 289
@@ -2782,7 +2785,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(7, "generation", I64),
             one(8, "creationTimestamp", Time),
             one(9, "deletionTimestamp", Time),
-            one(10, "deletionGracePeriodSeconds", I64),
+            keep(10, "deletionGracePeriodSeconds", I64),
             map(11, "labels", Str),
             map(12, "annotations", Str),
             rep(13, "ownerReferences", Msg(293)),
@@ -2798,13 +2801,13 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "name", Str),
             keep(4, "uid", Str),
             keep(5, "apiVersion", Str),
-            one(6, "controller", Bool),
-            one(7, "blockOwnerDeletion", Bool),
+            keep(6, "controller", Bool),
+            keep(7, "blockOwnerDeletion", Bool),
         ],
     },
     // 294
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions",
-        fields: &[one(1, "uid", Str), one(2, "resourceVersion", Str)],
+        fields: &[keep(1, "uid", Str), keep(2, "resourceVersion", Str)],
     },
 ];

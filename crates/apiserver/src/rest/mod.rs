@@ -94,8 +94,12 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.is_object() {
         *obj = Value::Object(Map::new());
     }
-    let Value::Object(o) = obj else { unreachable!("made an object above") };
-    let m = o.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(o) = obj else {
+        unreachable!("made an object above")
+    };
+    let m = o
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !m.is_object() {
         *m = Value::Object(Map::new());
     }
@@ -114,12 +118,16 @@ pub fn name_of(obj: &Value) -> &str {
 }
 
 pub fn labels_of(obj: &Value) -> Option<&Map<String, Value>> {
-    meta(obj).and_then(|m| m.get("labels")).and_then(Value::as_object)
+    meta(obj)
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
 }
 
 /// The current time as upstream formats metav1.Time (RFC 3339, seconds).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Strips the server-owned `resourceVersion` before a value is stored.

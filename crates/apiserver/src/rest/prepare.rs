@@ -30,7 +30,11 @@ pub fn tracks_generation(res: &ResourceInfo) -> bool {
 /// Kinds whose status is written only through the status subresource, and
 /// reset on create.
 fn status_is_subresource(res: &ResourceInfo) -> bool {
-    res.has_subresource("status") && !matches!(res.kind, "Node" | "PersistentVolume" | "PersistentVolumeClaim")
+    res.has_subresource("status")
+        && !matches!(
+            res.kind,
+            "Node" | "PersistentVolume" | "PersistentVolumeClaim"
+        )
 }
 
 /// Allocation of Service cluster IPs (10.96.0.0/12) and node ports.
@@ -46,21 +50,35 @@ const NODE_PORTS: (u16, u16) = (30000, 32767);
 
 impl Allocators {
     pub fn new() -> Self {
-        Allocators { ips: Mutex::new(HashSet::new()), ports: Mutex::new(HashSet::new()) }
+        Allocators {
+            ips: Mutex::new(HashSet::new()),
+            ports: Mutex::new(HashSet::new()),
+        }
     }
 
     /// Marks every IP and node port the cached Services hold as used.
     pub fn seed(&self, cache: &Cacher) {
-        let Some(svcs) = rkube_api::resources::lookup("", "v1", "services").and_then(|r| cache.resource(r)) else {
+        let Some(svcs) =
+            rkube_api::resources::lookup("", "v1", "services").and_then(|r| cache.resource(r))
+        else {
             return;
         };
         let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         for s in svcs.list("") {
-            if let Some(ip) = s.pointer("/spec/clusterIP").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
+            if let Some(ip) = s
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+            {
                 ips.insert(ip);
             }
-            for p in s.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+            for p in s
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(n) = p.get("nodePort").and_then(Value::as_u64) {
                     ports.insert(n as u16);
                 }
@@ -74,9 +92,11 @@ impl Allocators {
         let base = u32::from(base);
         let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = requested {
-            let ip: Ipv4Addr = r
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("spec.clusterIP: Invalid value: {r:?}: must be a valid IP address")))?;
+            let ip: Ipv4Addr = r.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "spec.clusterIP: Invalid value: {r:?}: must be a valid IP address"
+                ))
+            })?;
             let n = u32::from(ip);
             if n < base || n >= base + size {
                 return Err(ApiError::bad_request(format!(
@@ -102,7 +122,9 @@ impl Allocators {
                 return Ok(ip);
             }
         }
-        Err(ApiError::internal("failed to allocate a serviceIP: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a serviceIP: range is full",
+        ))
     }
 
     fn allocate_node_port(&self, requested: Option<u64>) -> ApiResult<u16> {
@@ -126,16 +148,30 @@ impl Allocators {
                 return Ok(p);
             }
         }
-        Err(ApiError::internal("failed to allocate a nodePort: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a nodePort: range is full",
+        ))
     }
 
     /// Returns a deleted Service's addresses to the pools.
     pub fn release(&self, svc: &Value) {
-        if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
-            self.ips.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
+        if let Some(ip) = svc
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+        {
+            self.ips
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&ip);
         }
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
-        for p in svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+        for p in svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(n) = p.get("nodePort").and_then(Value::as_u64) {
                 ports.remove(&(n as u16));
             }
@@ -177,7 +213,12 @@ fn qos_class(pod: &Value) -> &'static str {
 
 /// Sets what the server owns on a new object, after defaulting and before
 /// validation.
-pub fn prepare_create(res: &ResourceInfo, obj: &mut Value, alloc: &Allocators, dry_run: bool) -> ApiResult<()> {
+pub fn prepare_create(
+    res: &ResourceInfo,
+    obj: &mut Value,
+    alloc: &Allocators,
+    dry_run: bool,
+) -> ApiResult<()> {
     let name = name_of(obj).to_string();
     {
         let m = meta_mut(obj);
@@ -201,14 +242,24 @@ pub fn prepare_create(res: &ResourceInfo, obj: &mut Value, alloc: &Allocators, d
         ("", "Pod") => {
             let qos = qos_class(obj);
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                if !spec.get("serviceAccountName").is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+                if spec
+                    .get("serviceAccountName")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     spec.insert("serviceAccountName".into(), json!("default"));
                 }
-                let sa = spec.get("serviceAccountName").cloned().unwrap_or(json!("default"));
+                let sa = spec
+                    .get("serviceAccountName")
+                    .cloned()
+                    .unwrap_or(json!("default"));
                 spec.insert("serviceAccount".into(), sa);
             }
             if let Some(o) = obj.as_object_mut() {
-                o.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+                o.insert(
+                    "status".into(),
+                    json!({"phase": "Pending", "qosClass": qos}),
+                );
             }
         }
         ("", "Namespace") => {
@@ -229,12 +280,22 @@ pub fn prepare_create(res: &ResourceInfo, obj: &mut Value, alloc: &Allocators, d
 }
 
 fn prepare_service(obj: &mut Value, alloc: &Allocators, dry_run: bool) -> ApiResult<()> {
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(()) };
-    let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     if ty == "ExternalName" {
         return Ok(());
     }
-    let requested = spec.get("clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let requested = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     if requested.as_deref() != Some("None") {
         let ip = if dry_run {
             requested.clone().unwrap_or_else(|| "10.96.0.0".into())
@@ -251,8 +312,15 @@ fn prepare_service(obj: &mut Value, alloc: &Allocators, dry_run: bool) -> ApiRes
     if ty == "NodePort" || ty == "LoadBalancer" {
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
             for p in ports.iter_mut() {
-                let req = p.get("nodePort").and_then(Value::as_u64).filter(|n| *n != 0);
-                let n = if dry_run { req.unwrap_or(30000) as u16 } else { alloc.allocate_node_port(req)? };
+                let req = p
+                    .get("nodePort")
+                    .and_then(Value::as_u64)
+                    .filter(|n| *n != 0);
+                let n = if dry_run {
+                    req.unwrap_or(30000) as u16
+                } else {
+                    alloc.allocate_node_port(req)?
+                };
                 if let Some(po) = p.as_object_mut() {
                     po.insert("nodePort".into(), json!(n));
                 }
@@ -268,13 +336,22 @@ fn prepare_service(obj: &mut Value, alloc: &Allocators, dry_run: bool) -> ApiRes
 /// Jobs get a generated selector and matching template labels unless
 /// `spec.manualSelector` is true.
 fn prepare_job(obj: &mut Value) {
-    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let name = name_of(obj).to_string();
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
         return;
     }
-    spec.insert("selector".into(), json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
     let labels = json!({
         "batch.kubernetes.io/controller-uid": uid,
         "batch.kubernetes.io/job-name": name,
@@ -311,10 +388,20 @@ fn spec_part(obj: &Value) -> Value {
 /// (`subresource` None) or the status subresource.
 pub fn prepare_update(res: &ResourceInfo, new: &mut Value, old: &Value, subresource: Option<&str>) {
     // Server-owned metadata always comes from the stored object.
-    let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let old_meta = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     {
         let m = meta_mut(new);
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old_meta.get(k) {
                 Some(v) => {
                     m.insert(k.into(), v.clone());
@@ -348,7 +435,11 @@ pub fn prepare_update(res: &ResourceInfo, new: &mut Value, old: &Value, subresou
                 }
             }
             if tracks_generation(res) && spec_part(new) != spec_part(old) {
-                let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+                let g = old_meta
+                    .get("generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    + 1;
                 meta_mut(new).insert("generation".into(), json!(g));
             }
             if res.kind == "Service" && res.group.is_empty() {
@@ -356,7 +447,9 @@ pub fn prepare_update(res: &ResourceInfo, new: &mut Value, old: &Value, subresou
                 // it keeps the allocated one.
                 for k in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
                     let oldv = old.pointer(&format!("/spec/{k}")).cloned();
-                    if let (Some(spec), Some(ov)) = (new.get_mut("spec").and_then(Value::as_object_mut), oldv) {
+                    if let (Some(spec), Some(ov)) =
+                        (new.get_mut("spec").and_then(Value::as_object_mut), oldv)
+                    {
                         if spec.get(k).is_none_or(|v| v.is_null() || v == "") {
                             spec.insert(k.into(), ov);
                         }
@@ -372,7 +465,9 @@ pub fn prepare_update(res: &ResourceInfo, new: &mut Value, old: &Value, subresou
 pub fn generate_name(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let r = uuid::Uuid::new_v4().as_u128();
-    let suffix: String = (0..5).map(|i| ALPHABET[((r >> (i * 8)) % ALPHABET.len() as u128) as usize] as char).collect();
+    let suffix: String = (0..5)
+        .map(|i| ALPHABET[((r >> (i * 8)) % ALPHABET.len() as u128) as usize] as char)
+        .collect();
     format!("{prefix}{suffix}")
 }
 
@@ -382,7 +477,10 @@ mod tests {
 
     #[test]
     fn qos_classes() {
-        assert_eq!(qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})),
+            "BestEffort"
+        );
         let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
         assert_eq!(qos_class(&g), "Guaranteed");
         let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
@@ -396,12 +494,17 @@ mod tests {
         let mut same = json!({"metadata": {"name": "d", "labels": {"a": "b"}}, "spec": {"replicas": 1}, "status": {}});
         prepare_update(deploy, &mut same, &old, None);
         assert_eq!(same["metadata"]["generation"], 3);
-        assert_eq!(same["status"], json!({"replicas": 1}), "status is kept from the stored object");
+        assert_eq!(
+            same["status"],
+            json!({"replicas": 1}),
+            "status is kept from the stored object"
+        );
         assert_eq!(same["metadata"]["uid"], "u");
         let mut changed = json!({"metadata": {"name": "d"}, "spec": {"replicas": 2}});
         prepare_update(deploy, &mut changed, &old, None);
         assert_eq!(changed["metadata"]["generation"], 4);
-        let mut status = json!({"metadata": {"name": "d"}, "spec": {"replicas": 9}, "status": {"replicas": 2}});
+        let mut status =
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": 9}, "status": {"replicas": 2}});
         prepare_update(deploy, &mut status, &old, Some("status"));
         assert_eq!(status["spec"]["replicas"], 1);
         assert_eq!(status["status"]["replicas"], 2);

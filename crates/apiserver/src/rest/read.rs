@@ -28,30 +28,46 @@ pub struct ListOptions {
 }
 
 impl ListOptions {
-    pub fn parse(res: &ResourceInfo, q: &std::collections::HashMap<String, String>) -> ApiResult<ListOptions> {
-        let label_selector = match q.get("labelSelector").filter(|s| !s.is_empty()) {
-            Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?),
-            None => None,
-        };
+    pub fn parse(
+        res: &ResourceInfo,
+        q: &std::collections::HashMap<String, String>,
+    ) -> ApiResult<ListOptions> {
+        let label_selector =
+            match q.get("labelSelector").filter(|s| !s.is_empty()) {
+                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
         let field_selector = match q.get("fieldSelector").filter(|s| !s.is_empty()) {
             Some(s) => {
-                let fs = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                selector::check_supported(res, &fs).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let fs =
+                    FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                selector::check_supported(res, &fs)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Some(fs)
             }
             None => None,
         };
         let limit = match q.get("limit") {
-            Some(l) if !l.is_empty() => l.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?.max(0),
+            Some(l) if !l.is_empty() => l
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?
+                .max(0),
             _ => 0,
         };
         let resource_version = q.get("resourceVersion").cloned().filter(|s| !s.is_empty());
         if let Some(rv) = &resource_version {
             if rv.parse::<i64>().is_err() {
-                return Err(ApiError::bad_request(format!("invalid resource version: {rv:?}")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid resource version: {rv:?}"
+                )));
             }
         }
-        let resource_version_match = q.get("resourceVersionMatch").cloned().filter(|s| !s.is_empty());
+        let resource_version_match = q
+            .get("resourceVersionMatch")
+            .cloned()
+            .filter(|s| !s.is_empty());
         match resource_version_match.as_deref() {
             None => {}
             Some("NotOlderThan") | Some("Exact") if resource_version.is_some() => {}
@@ -110,11 +126,19 @@ pub async fn get(rest: &Rest, t: &Target, resource_version: Option<&str>) -> Api
     let name = t.name();
     if resource_version == Some("0") {
         if let Some(c) = rest.cache.resource(t.res) {
-            return c.get(&t.key(name)).map(|v| (*v).clone()).ok_or_else(|| ApiError::not_found(t.res, name));
+            return c
+                .get(&t.key(name))
+                .map(|v| (*v).clone())
+                .ok_or_else(|| ApiError::not_found(t.res, name));
         }
     }
-    let kv = rest.store.get(&t.key(name)).await.map_err(|e| ApiError::from_store(e, t.res, name))?;
-    kv.and_then(|kv| decode_stored(&kv.value, kv.mod_revision)).ok_or_else(|| ApiError::not_found(t.res, name))
+    let kv = rest
+        .store
+        .get(&t.key(name))
+        .await
+        .map_err(|e| ApiError::from_store(e, t.res, name))?;
+    kv.and_then(|kv| decode_stored(&kv.value, kv.mod_revision))
+        .ok_or_else(|| ApiError::not_found(t.res, name))
 }
 
 fn cache_err(e: CacheError) -> ApiError {
@@ -124,7 +148,9 @@ fn cache_err(e: CacheError) -> ApiError {
             "Timeout",
             format!("Too large resource version: {r}, current: unknown"),
         ),
-        CacheError::TooOld { requested, .. } => ApiError::gone(format!("too old resource version: {requested}")),
+        CacheError::TooOld { requested, .. } => {
+            ApiError::gone(format!("too old resource version: {requested}"))
+        }
         CacheError::Store(e) => ApiError::internal(e.to_string()),
     }
 }
@@ -137,12 +163,18 @@ struct ContinueToken {
 }
 
 fn encode_continue(rv: i64, start: &str) -> String {
-    let t = ContinueToken { v: "meta.k8s.io/v1".into(), rv, start: start.into() };
+    let t = ContinueToken {
+        v: "meta.k8s.io/v1".into(),
+        rv,
+        start: start.into(),
+    };
     base64::engine::general_purpose::URL_SAFE.encode(serde_json::to_vec(&t).unwrap_or_default())
 }
 
 fn decode_continue(s: &str) -> ApiResult<ContinueToken> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(s)
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(s))
@@ -157,21 +189,54 @@ fn decode_continue(s: &str) -> ApiResult<ContinueToken> {
 pub async fn list(rest: &Rest, t: &Target, opts: &ListOptions) -> ApiResult<ListResult> {
     let prefix = t.res.namespace_prefix(t.namespace.as_deref());
     let exact = opts.resource_version_match.as_deref() == Some("Exact");
-    let rv_num = opts.resource_version.as_deref().and_then(|s| s.parse::<i64>().ok());
-    if opts.continue_token.is_some() || (opts.limit > 0 && opts.resource_version.is_none()) || exact {
-        return list_from_store(rest, t, &prefix, opts, if exact { rv_num.unwrap_or(0) } else { 0 }).await;
+    let rv_num = opts
+        .resource_version
+        .as_deref()
+        .and_then(|s| s.parse::<i64>().ok());
+    if opts.continue_token.is_some() || (opts.limit > 0 && opts.resource_version.is_none()) || exact
+    {
+        return list_from_store(
+            rest,
+            t,
+            &prefix,
+            opts,
+            if exact { rv_num.unwrap_or(0) } else { 0 },
+        )
+        .await;
     }
-    let cache = rest.cache.resource(t.res).ok_or_else(|| ApiError::internal("resource is not cached"))?;
+    let cache = rest
+        .cache
+        .resource(t.res)
+        .ok_or_else(|| ApiError::internal("resource is not cached"))?;
     let rev = match rv_num {
         None => rest.cache.sync().await.map_err(cache_err)?,
         Some(0) => rest.cache.revision(),
-        Some(n) => rest.cache.wait_for(n, Duration::from_secs(3)).await.map_err(cache_err)?,
+        Some(n) => rest
+            .cache
+            .wait_for(n, Duration::from_secs(3))
+            .await
+            .map_err(cache_err)?,
     };
-    let items: Vec<Arc<Value>> = cache.list(&prefix).into_iter().filter(|o| opts.matches(t.res, o)).collect();
-    Ok(ListResult { items, resource_version: rev, continue_token: None, remaining: None })
+    let items: Vec<Arc<Value>> = cache
+        .list(&prefix)
+        .into_iter()
+        .filter(|o| opts.matches(t.res, o))
+        .collect();
+    Ok(ListResult {
+        items,
+        resource_version: rev,
+        continue_token: None,
+        remaining: None,
+    })
 }
 
-async fn list_from_store(rest: &Rest, t: &Target, prefix: &str, opts: &ListOptions, exact_rev: i64) -> ApiResult<ListResult> {
+async fn list_from_store(
+    rest: &Rest,
+    t: &Target,
+    prefix: &str,
+    opts: &ListOptions,
+    exact_rev: i64,
+) -> ApiResult<ListResult> {
     let (mut rev, mut start) = match &opts.continue_token {
         Some(c) => {
             let tok = decode_continue(c)?;
@@ -182,7 +247,11 @@ async fn list_from_store(rest: &Rest, t: &Target, prefix: &str, opts: &ListOptio
     let mut items = Vec::new();
     let want = opts.limit;
     loop {
-        let batch = if want > 0 { (want - items.len() as i64).max(1) } else { 0 };
+        let batch = if want > 0 {
+            (want - items.len() as i64).max(1)
+        } else {
+            0
+        };
         let r = rest
             .store
             .range(RangeRequest { prefix: prefix.to_string(), start_key: start.clone(), revision: rev, limit: batch })
@@ -191,9 +260,7 @@ async fn list_from_store(rest: &Rest, t: &Target, prefix: &str, opts: &ListOptio
                 StoreError::Compacted(_) if opts.continue_token.is_some() => ApiError::gone(
                     "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
                 ),
-                StoreError::Compacted(_) => ApiError::gone(format!(
-                    "The resourceVersion for the provided list is too old."
-                )),
+                StoreError::Compacted(_) => ApiError::gone("The resourceVersion for the provided list is too old."),
                 other => ApiError::from_store(other, t.res, ""),
             })?;
         rev = r.revision;
@@ -207,12 +274,21 @@ async fn list_from_store(rest: &Rest, t: &Target, prefix: &str, opts: &ListOptio
         }
         let full = want > 0 && items.len() as i64 >= want;
         if !r.more {
-            return Ok(ListResult { items, resource_version: rev, continue_token: None, remaining: None });
+            return Ok(ListResult {
+                items,
+                resource_version: rev,
+                continue_token: None,
+                remaining: None,
+            });
         }
         if full || want == 0 {
             let last = last_key.unwrap_or_default();
             let next = format!("{}\u{0}", last.strip_prefix(prefix).unwrap_or(&last));
-            let remaining = if opts.has_selectors() { None } else { Some((r.count - r.kvs.len() as i64).max(0)) };
+            let remaining = if opts.has_selectors() {
+                None
+            } else {
+                Some((r.count - r.kvs.len() as i64).max(0))
+            };
             return Ok(ListResult {
                 items,
                 resource_version: rev,

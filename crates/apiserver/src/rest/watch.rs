@@ -46,7 +46,10 @@ fn bookmark(res: &ResourceInfo, rev: i64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line("BOOKMARK", &json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": meta}))
+    line(
+        "BOOKMARK",
+        &json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": meta}),
+    )
 }
 
 /// What a watcher sees of one cache event after selector filtering.
@@ -66,7 +69,12 @@ fn visible(res: &ResourceInfo, opts: &ListOptions, ev: &CacheEvent) -> Option<Ev
 }
 
 /// Starts a watch; the returned channel yields the response body's lines.
-pub async fn watch(rest: Arc<Rest>, t: Target, opts: WatchOptions, encoder: Option<Encoder>) -> mpsc::Receiver<Bytes> {
+pub async fn watch(
+    rest: Arc<Rest>,
+    t: Target,
+    opts: WatchOptions,
+    encoder: Option<Encoder>,
+) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let res = t.res;
     // A watch on a single object (`/pods/name?watch=1`, legacy) watches the
@@ -74,7 +82,9 @@ pub async fn watch(rest: Arc<Rest>, t: Target, opts: WatchOptions, encoder: Opti
     let prefix = res.namespace_prefix(t.namespace.as_deref());
     let name_filter = t.name.clone();
     let Some(cache) = rest.cache.resource(res).cloned() else {
-        let _ = tx.send(error_line(&ApiError::internal("resource is not cached"))).await;
+        let _ = tx
+            .send(error_line(&ApiError::internal("resource is not cached")))
+            .await;
         return rx;
     };
     tokio::spawn(async move {
@@ -85,7 +95,11 @@ pub async fn watch(rest: Arc<Rest>, t: Target, opts: WatchOptions, encoder: Opti
                 (None, _) => line(kind.as_str(), obj),
             }
         };
-        let rv = opts.list.resource_version.as_deref().and_then(|s| s.parse::<i64>().ok());
+        let rv = opts
+            .list
+            .resource_version
+            .as_deref()
+            .and_then(|s| s.parse::<i64>().ok());
         // Unset or "0" resourceVersion: start with the current state as ADDED
         // events, as upstream does; sendInitialEvents asks for the same
         // explicitly, followed by a bookmark.
@@ -101,7 +115,9 @@ pub async fn watch(rest: Arc<Rest>, t: Target, opts: WatchOptions, encoder: Opti
         let rev = match rev {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx.send(error_line(&ApiError::unavailable(e.to_string()))).await;
+                let _ = tx
+                    .send(error_line(&ApiError::unavailable(e.to_string())))
+                    .await;
                 return;
             }
         };
@@ -109,22 +125,39 @@ pub async fn watch(rest: Arc<Rest>, t: Target, opts: WatchOptions, encoder: Opti
         let start = match cache.start_watch(&prefix, from, initial, rev) {
             Ok(s) => s,
             Err(CacheError::TooOld { requested, .. }) => {
-                let _ = tx.send(error_line(&ApiError::gone(format!("too old resource version: {requested} ({})", rev)))).await;
+                let _ = tx
+                    .send(error_line(&ApiError::gone(format!(
+                        "too old resource version: {requested} ({})",
+                        rev
+                    ))))
+                    .await;
                 return;
             }
             Err(e) => {
-                let _ = tx.send(error_line(&ApiError::internal(e.to_string()))).await;
+                let _ = tx
+                    .send(error_line(&ApiError::internal(e.to_string())))
+                    .await;
                 return;
             }
         };
-        let name_ok = |obj: &Value| name_filter.as_deref().is_none_or(|n| super::name_of(obj) == n);
+        let name_ok = |obj: &Value| {
+            name_filter
+                .as_deref()
+                .is_none_or(|n| super::name_of(obj) == n)
+        };
         let mut last_rev = from;
         for obj in &start.initial {
-            if opts.list.matches(res, obj) && name_ok(obj) && tx.send(encode(EventKind::Added, obj, None)).await.is_err() {
+            if opts.list.matches(res, obj)
+                && name_ok(obj)
+                && tx.send(encode(EventKind::Added, obj, None)).await.is_err()
+            {
                 return;
             }
         }
-        if opts.send_initial_events && opts.bookmarks && tx.send(bookmark(res, rev, true)).await.is_err() {
+        if opts.send_initial_events
+            && opts.bookmarks
+            && tx.send(bookmark(res, rev, true)).await.is_err()
+        {
             return;
         }
         for ev in &start.replay {
@@ -178,11 +211,28 @@ mod tests {
         let opts = ListOptions::parse(res, &q).unwrap();
         let web = Arc::new(json!({"metadata": {"name": "a", "labels": {"app": "web"}}}));
         let other = Arc::new(json!({"metadata": {"name": "a", "labels": {"app": "db"}}}));
-        let ev = |kind, obj: &Arc<Value>, prev: Option<&Arc<Value>>| CacheEvent::new(kind, 5, "k".into(), obj.clone(), prev.cloned());
-        assert_eq!(visible(res, &opts, &ev(EventKind::Modified, &web, Some(&other))), Some(EventKind::Added));
-        assert_eq!(visible(res, &opts, &ev(EventKind::Modified, &other, Some(&web))), Some(EventKind::Deleted));
-        assert_eq!(visible(res, &opts, &ev(EventKind::Modified, &other, Some(&other))), None);
-        assert_eq!(visible(res, &opts, &ev(EventKind::Modified, &web, Some(&web))), Some(EventKind::Modified));
-        assert_eq!(visible(res, &opts, &ev(EventKind::Added, &other, None)), None);
+        let ev = |kind, obj: &Arc<Value>, prev: Option<&Arc<Value>>| {
+            CacheEvent::new(kind, 5, "k".into(), obj.clone(), prev.cloned())
+        };
+        assert_eq!(
+            visible(res, &opts, &ev(EventKind::Modified, &web, Some(&other))),
+            Some(EventKind::Added)
+        );
+        assert_eq!(
+            visible(res, &opts, &ev(EventKind::Modified, &other, Some(&web))),
+            Some(EventKind::Deleted)
+        );
+        assert_eq!(
+            visible(res, &opts, &ev(EventKind::Modified, &other, Some(&other))),
+            None
+        );
+        assert_eq!(
+            visible(res, &opts, &ev(EventKind::Modified, &web, Some(&web))),
+            Some(EventKind::Modified)
+        );
+        assert_eq!(
+            visible(res, &opts, &ev(EventKind::Added, &other, None)),
+            None
+        );
     }
 }

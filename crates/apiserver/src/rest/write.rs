@@ -8,7 +8,10 @@ use rkube_store::StoreError;
 use serde_json::{json, Value};
 
 use super::prepare::{generate_name, prepare_create, prepare_update};
-use super::{encode_for_store, meta, meta_mut, meta_str, name_of, set_rv, FieldValidation, Rest, Target, WriteOptions, WriteResult};
+use super::{
+    encode_for_store, meta, meta_mut, meta_str, name_of, set_rv, FieldValidation, Rest, Target,
+    WriteOptions, WriteResult,
+};
 use crate::error::{ApiError, ApiResult};
 
 /// How many times a write without a resourceVersion precondition is retried
@@ -17,9 +20,9 @@ const RETRIES: usize = 8;
 
 /// Checks apiVersion/kind of a body against the target and fills them in.
 fn check_type(t: &Target, obj: &mut Value, kind: &str, api_version: &str) -> ApiResult<()> {
-    let o = obj
-        .as_object_mut()
-        .ok_or_else(|| ApiError::bad_request("the body of the request must be a JSON or YAML object"))?;
+    let o = obj.as_object_mut().ok_or_else(|| {
+        ApiError::bad_request("the body of the request must be a JSON or YAML object")
+    })?;
     match o.get("kind").and_then(Value::as_str) {
         None | Some("") => {
             o.insert("kind".into(), json!(kind));
@@ -48,26 +51,41 @@ fn check_type(t: &Target, obj: &mut Value, kind: &str, api_version: &str) -> Api
 
 /// Decodes through the typed schema: type errors are 400, unknown fields
 /// per `fieldValidation`, missing required fields 422.
-fn decode(res: &ResourceInfo, obj: Value, fv: FieldValidation, warnings: &mut Vec<String>) -> ApiResult<Value> {
+fn decode(
+    res: &ResourceInfo,
+    obj: Value,
+    fv: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
     let name = name_of(&obj).to_string();
     match decode_typed(res.group, res.kind, obj) {
         Ok(d) => {
             if !d.unknown_fields.is_empty() {
                 match fv {
                     FieldValidation::Strict => {
-                        let list =
-                            d.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")).collect::<Vec<_>>().join(", ");
-                        return Err(ApiError::bad_request(format!("strict decoding error: {list}")));
+                        let list = d
+                            .unknown_fields
+                            .iter()
+                            .map(|f| format!("unknown field \"{f}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        return Err(ApiError::bad_request(format!(
+                            "strict decoding error: {list}"
+                        )));
                     }
                     FieldValidation::Warn => {
-                        warnings.extend(d.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")));
+                        warnings.extend(
+                            d.unknown_fields
+                                .iter()
+                                .map(|f| format!("unknown field \"{f}\"")),
+                        );
                     }
                     FieldValidation::Ignore => {}
                 }
             }
             Ok(d.value)
         }
-        Err(DecodeError::Missing(fe)) => Err(ApiError::invalid(res, &name, &[fe])),
+        Err(DecodeError::Missing(fe)) => Err(ApiError::invalid(res, &name, &[*fe])),
         Err(DecodeError::Type { path, message }) => Err(ApiError::bad_request(format!(
             "{kind} in version \"{v}\" cannot be handled as a {kind}: {path}: {message}",
             kind = res.kind,
@@ -79,24 +97,37 @@ fn decode(res: &ResourceInfo, obj: Value, fv: FieldValidation, warnings: &mut Ve
 
 /// Refuses writes into a namespace that is missing (404) or terminating (403).
 async fn check_namespace(rest: &Rest, t: &Target, creating: bool) -> ApiResult<()> {
-    let Some(ns) = t.namespace.as_deref().filter(|_| t.res.namespaced) else { return Ok(()) };
-    let nsres = rkube_api::resources::lookup("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
-    let kv = rest.store.get(&nsres.key(None, ns)).await.map_err(|e| ApiError::from_store(e, nsres, ns))?;
-    let Some(kv) = kv else { return Err(ApiError::not_found(nsres, ns)) };
+    let Some(ns) = t.namespace.as_deref().filter(|_| t.res.namespaced) else {
+        return Ok(());
+    };
+    let nsres = rkube_api::resources::lookup("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("no namespaces"))?;
+    let kv = rest
+        .store
+        .get(&nsres.key(None, ns))
+        .await
+        .map_err(|e| ApiError::from_store(e, nsres, ns))?;
+    let Some(kv) = kv else {
+        return Err(ApiError::not_found(nsres, ns));
+    };
     if creating {
         let v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
         if v.pointer("/metadata/deletionTimestamp").is_some() {
             let mut e = ApiError::forbidden(
                 t.res,
                 name_of(&v),
-                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
             );
             e.message = format!(
                 "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 t.res.qualified_resource(),
                 t.name()
             );
-            e.details = Some(json!({"name": t.name(), "kind": t.res.plural, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}));
+            e.details = Some(
+                json!({"name": t.name(), "kind": t.res.plural, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
+            );
             return Err(e);
         }
     }
@@ -122,7 +153,12 @@ fn set_namespace(t: &Target, obj: &mut Value) -> ApiResult<()> {
     }
 }
 
-pub async fn create(rest: &Rest, t: &Target, body: Value, opts: &WriteOptions) -> ApiResult<WriteResult> {
+pub async fn create(
+    rest: &Rest,
+    t: &Target,
+    body: Value,
+    opts: &WriteOptions,
+) -> ApiResult<WriteResult> {
     let res = t.res;
     let mut obj = body;
     check_type(t, &mut obj, res.kind, &res.api_version())?;
@@ -142,18 +178,35 @@ pub async fn create(rest: &Rest, t: &Target, body: Value, opts: &WriteOptions) -
         release_on_failure(rest, res, &obj, opts);
         return Err(ApiError::invalid(res, &name, &errs));
     }
-    if let Err(e) = check_namespace(rest, &Target { name: Some(name.clone()), ..t.clone() }, true).await {
+    if let Err(e) = check_namespace(
+        rest,
+        &Target {
+            name: Some(name.clone()),
+            ..t.clone()
+        },
+        true,
+    )
+    .await
+    {
         release_on_failure(rest, res, &obj, opts);
         return Err(e);
     }
     if opts.dry_run {
-        return Ok(WriteResult { obj, created: true, warnings });
+        return Ok(WriteResult {
+            obj,
+            created: true,
+            warnings,
+        });
     }
     let key = t.key(&name);
     match rest.store.create(&key, encode_for_store(&obj)).await {
         Ok(kv) => {
             set_rv(&mut obj, kv.mod_revision);
-            Ok(WriteResult { obj, created: true, warnings })
+            Ok(WriteResult {
+                obj,
+                created: true,
+                warnings,
+            })
         }
         Err(e) => {
             release_on_failure(rest, res, &obj, opts);
@@ -176,8 +229,14 @@ fn create_on_update(res: &ResourceInfo) -> bool {
 /// Reads the current object of `t` from the store: (object, mod revision).
 pub(crate) async fn read_current(rest: &Rest, t: &Target) -> ApiResult<Option<(Value, i64)>> {
     let name = t.name();
-    let kv = rest.store.get(&t.key(name)).await.map_err(|e| ApiError::from_store(e, t.res, name))?;
-    Ok(kv.and_then(|kv| crate::cache::decode_stored(&kv.value, kv.mod_revision).map(|v| (v, kv.mod_revision))))
+    let kv = rest
+        .store
+        .get(&t.key(name))
+        .await
+        .map_err(|e| ApiError::from_store(e, t.res, name))?;
+    Ok(kv.and_then(|kv| {
+        crate::cache::decode_stored(&kv.value, kv.mod_revision).map(|v| (v, kv.mod_revision))
+    }))
 }
 
 /// Writes `new` over `old` (at `old_rev`): update hooks, validation, and the
@@ -210,8 +269,14 @@ async fn commit_update(
         return Ok(new);
     }
     let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
-    let no_finalizers = new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty())
-        && new.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty() || res.kind != "Namespace");
+    let no_finalizers = new
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(|f| f.is_empty())
+        && new
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty() || res.kind != "Namespace");
     let key = t.key(&name);
     if deleting && no_finalizers && !pod_awaits_node(res, &new) {
         return match rest.store.delete(&key, Some(old_rev)).await {
@@ -224,7 +289,11 @@ async fn commit_update(
             Err(e) => Err((ApiError::from_store(e, res, &name), false)),
         };
     }
-    match rest.store.update(&key, encode_for_store(&new), old_rev).await {
+    match rest
+        .store
+        .update(&key, encode_for_store(&new), old_rev)
+        .await
+    {
         Ok(kv) => {
             set_rv(&mut new, kv.mod_revision);
             Ok(new)
@@ -238,8 +307,15 @@ async fn commit_update(
 fn pod_awaits_node(res: &ResourceInfo, pod: &Value) -> bool {
     res.kind == "Pod"
         && res.group.is_empty()
-        && pod.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
-        && pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+        && pod
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            > 0
+        && pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
 }
 
 fn after_delete(rest: &Rest, res: &ResourceInfo, obj: &Value) {
@@ -248,7 +324,12 @@ fn after_delete(rest: &Rest, res: &ResourceInfo, obj: &Value) {
     }
 }
 
-pub async fn update(rest: &Rest, t: &Target, body: Value, opts: &WriteOptions) -> ApiResult<WriteResult> {
+pub async fn update(
+    rest: &Rest,
+    t: &Target,
+    body: Value,
+    opts: &WriteOptions,
+) -> ApiResult<WriteResult> {
     let res = t.res;
     let mut obj = body;
     check_type(t, &mut obj, res.kind, &res.api_version())?;
@@ -267,7 +348,9 @@ pub async fn update(rest: &Rest, t: &Target, body: Value, opts: &WriteOptions) -
             )))
         }
     }
-    let wanted_rv = meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty()).map(str::to_string);
+    let wanted_rv = meta_str(&obj, "resourceVersion")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     for _ in 0..RETRIES {
         let Some((old, old_rev)) = read_current(rest, t).await? else {
             if create_on_update(res) && t.subresource.is_none() {
@@ -283,7 +366,13 @@ pub async fn update(rest: &Rest, t: &Target, body: Value, opts: &WriteOptions) -
             }
         }
         match commit_update(rest, t, obj.clone(), &old, old_rev, opts).await {
-            Ok(v) => return Ok(WriteResult { obj: v, created: false, warnings }),
+            Ok(v) => {
+                return Ok(WriteResult {
+                    obj: v,
+                    created: false,
+                    warnings,
+                })
+            }
             Err((e, retry)) if retry && wanted_rv.is_none() => {
                 tracing::debug!(error = %e, "retrying unconditional update");
             }
@@ -297,8 +386,14 @@ pub async fn update(rest: &Rest, t: &Target, body: Value, opts: &WriteOptions) -
 /// compare-and-swap on the pod's current revision.
 pub async fn bind(rest: &Rest, t: &Target, mut new: Value, old: &Value) -> ApiResult<Value> {
     let name = t.name().to_string();
-    let rev = meta_str(old, "resourceVersion").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-    match rest.store.update(&t.key(&name), encode_for_store(&new), rev).await {
+    let rev = meta_str(old, "resourceVersion")
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0);
+    match rest
+        .store
+        .update(&t.key(&name), encode_for_store(&new), rev)
+        .await
+    {
         Ok(kv) => {
             set_rv(&mut new, kv.mod_revision);
             Ok(new)
@@ -323,36 +418,56 @@ impl PatchType {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" => Some(PatchType::Apply),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                Some(PatchType::Apply)
+            }
             _ => None,
         }
     }
 }
 
-fn apply_patch(res: &ResourceInfo, pt: PatchType, current: &Value, patch: &Value) -> ApiResult<Value> {
+fn apply_patch(
+    res: &ResourceInfo,
+    pt: PatchType,
+    current: &Value,
+    patch: &Value,
+) -> ApiResult<Value> {
     let out = match pt {
-        PatchType::Json => smp::json_patch(current, patch).map_err(|e| ApiError::new(
-            http::StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid",
-            format!("the server rejected our request due to an error in our request: {e}"),
-        ))?,
+        PatchType::Json => smp::json_patch(current, patch).map_err(|e| {
+            ApiError::new(
+                http::StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("the server rejected our request due to an error in our request: {e}"),
+            )
+        })?,
         PatchType::Merge => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request("error decoding patch: the patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "error decoding patch: the patch must be a JSON object",
+                ));
             }
             smp::json_merge_patch(current, patch)
         }
         PatchType::Strategic | PatchType::Apply => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request("error decoding patch: the patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "error decoding patch: the patch must be a JSON object",
+                ));
             }
-            smp::strategic_merge((res.group, res.kind), current, patch).map_err(|e| ApiError::bad_request(e.to_string()))?
+            smp::strategic_merge((res.group, res.kind), current, patch)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?
         }
     };
     Ok(out)
 }
 
-pub async fn patch(rest: &Rest, t: &Target, pt: PatchType, patch: Value, opts: &WriteOptions) -> ApiResult<WriteResult> {
+pub async fn patch(
+    rest: &Rest,
+    t: &Target,
+    pt: PatchType,
+    patch: Value,
+    opts: &WriteOptions,
+) -> ApiResult<WriteResult> {
     let res = t.res;
     let name = t.name().to_string();
     let mut warnings = Vec::new();
@@ -380,7 +495,13 @@ pub async fn patch(rest: &Rest, t: &Target, pt: PatchType, patch: Value, opts: &
         }
         let explicit_rv = patch.pointer("/metadata/resourceVersion").is_some();
         match commit_update(rest, t, patched, &current, rev, opts).await {
-            Ok(v) => return Ok(WriteResult { obj: v, created: false, warnings }),
+            Ok(v) => {
+                return Ok(WriteResult {
+                    obj: v,
+                    created: false,
+                    warnings,
+                })
+            }
             Err((_, true)) if !explicit_rv => continue,
             Err((e, _)) => return Err(e),
         }
@@ -407,13 +528,27 @@ impl DeleteOptions {
                 return Err(ApiError::bad_request("DeleteOptions must be a JSON object"));
             }
             o.grace_period = b.get("gracePeriodSeconds").and_then(Value::as_i64);
-            o.propagation = b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
-            if b.get("orphanDependents").and_then(Value::as_bool) == Some(true) && o.propagation.is_none() {
+            o.propagation = b
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if b.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+                && o.propagation.is_none()
+            {
                 o.propagation = Some("Orphan".into());
             }
-            o.precondition_uid = b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-            o.precondition_rv = b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
-            o.dry_run = b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+            o.precondition_uid = b
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            o.precondition_rv = b
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            o.dry_run = b
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v == "All"));
         }
         if let Some(p) = &o.propagation {
             if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
@@ -440,10 +575,14 @@ pub async fn delete(rest: &Rest, t: &Target, opts: &DeleteOptions) -> ApiResult<
         };
         if let Some(uid) = &opts.precondition_uid {
             if meta_str(&obj, "uid") != Some(uid.as_str()) {
-                return Err(ApiError::conflict(res, &name, &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&obj, "uid").unwrap_or("")
-                )));
+                return Err(ApiError::conflict(
+                    res,
+                    &name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&obj, "uid").unwrap_or("")
+                    ),
+                ));
             }
         }
         if let Some(rv) = &opts.precondition_rv {
@@ -453,11 +592,18 @@ pub async fn delete(rest: &Rest, t: &Target, opts: &DeleteOptions) -> ApiResult<
                 )));
             }
         }
-        let mut finalizers: Vec<Value> =
-            meta(&obj).and_then(|m| m.get("finalizers")).and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut finalizers: Vec<Value> = meta(&obj)
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         match opts.propagation.as_deref() {
-            Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => finalizers.push(json!("foregroundDeletion")),
-            Some("Orphan") if !finalizers.contains(&json!("orphan")) => finalizers.push(json!("orphan")),
+            Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => {
+                finalizers.push(json!("foregroundDeletion"))
+            }
+            Some("Orphan") if !finalizers.contains(&json!("orphan")) => {
+                finalizers.push(json!("orphan"))
+            }
             _ => {}
         }
         let grace = pod_grace(res, &obj, opts.grace_period);
@@ -466,7 +612,10 @@ pub async fn delete(rest: &Rest, t: &Target, opts: &DeleteOptions) -> ApiResult<
         if !finalizers.is_empty() || grace > 0 || is_namespace {
             // Deletion is pending: mark it and let finalizers, the node agent
             // or the namespace controller finish.
-            let unchanged_finalizers = meta(&obj).and_then(|m| m.get("finalizers")).and_then(Value::as_array).map_or(0, Vec::len)
+            let unchanged_finalizers = meta(&obj)
+                .and_then(|m| m.get("finalizers"))
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
                 == finalizers.len();
             let shorter_grace = obj
                 .pointer("/metadata/deletionGracePeriodSeconds")
@@ -479,7 +628,10 @@ pub async fn delete(rest: &Rest, t: &Target, opts: &DeleteOptions) -> ApiResult<
                 let m = meta_mut(&mut obj);
                 if !already_deleting || shorter_grace {
                     let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                    m.insert("deletionTimestamp".into(), json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    );
                 }
                 if res.kind == "Pod" || grace > 0 {
                     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
@@ -496,7 +648,11 @@ pub async fn delete(rest: &Rest, t: &Target, opts: &DeleteOptions) -> ApiResult<
             if opts.dry_run {
                 return Ok((obj, false));
             }
-            match rest.store.update(&t.key(&name), encode_for_store(&obj), rev).await {
+            match rest
+                .store
+                .update(&t.key(&name), encode_for_store(&obj), rev)
+                .await
+            {
                 Ok(kv) => {
                     set_rv(&mut obj, kv.mod_revision);
                     return Ok((obj, false));
@@ -528,13 +684,22 @@ fn pod_grace(res: &ResourceInfo, obj: &Value, requested: Option<i64>) -> i64 {
     if res.kind != "Pod" || !res.group.is_empty() {
         return 0;
     }
-    let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-    let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let bound = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    let phase = obj
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !bound || phase == "Succeeded" || phase == "Failed" {
         return 0;
     }
     let g = requested
-        .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(30);
     // Upstream turns a requested 0 into 1 unless forced; `--force
     // --grace-period=0` arrives as 0 and deletes at once.

@@ -49,7 +49,9 @@ fn spawn(dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
             eprintln!("[rkube] {line}");
         }
     });
-    let url = rx.recv_timeout(Duration::from_secs(60)).expect("rkube did not start listening within 60s");
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("rkube did not start listening within 60s");
     (child, url)
 }
 
@@ -63,7 +65,13 @@ impl Server {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (child, url) = spawn(dir.path(), "127.0.0.1:0", &extra);
         let kubeconfig = dir.path().join("kubeconfig");
-        let s = Server { child, dir, url, kubeconfig, extra_args: extra };
+        let s = Server {
+            child,
+            dir,
+            url,
+            kubeconfig,
+            extra_args: extra,
+        };
         s.wait_ready();
         s
     }
@@ -73,14 +81,21 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let port = self.url.rsplit(':').next().unwrap().to_string();
-        let (child, url) = spawn(self.dir.path(), &format!("127.0.0.1:{port}"), &self.extra_args);
+        let (child, url) = spawn(
+            self.dir.path(),
+            &format!("127.0.0.1:{port}"),
+            &self.extra_args,
+        );
         self.child = child;
         self.url = url;
         self.wait_ready();
     }
 
     pub fn kill9(&mut self) {
-        let _ = Command::new("kill").arg("-9").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 
@@ -123,7 +138,11 @@ impl Server {
     /// Runs kubectl, asserting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.kubectl(args);
-        assert!(!o.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&o.stdout));
+        assert!(
+            !o.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
@@ -137,7 +156,12 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kubectl");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let o = child.wait_with_output().unwrap();
         assert!(
             o.status.success(),
@@ -156,7 +180,9 @@ impl Server {
     /// A `kube::Client` for this server (admin credentials).
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kube config");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kube config");
         kube::Client::try_from(cfg).expect("kube client")
     }
 }
@@ -179,7 +205,10 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
