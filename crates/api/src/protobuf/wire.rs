@@ -20,7 +20,7 @@ pub(crate) enum WireValue<'a> {
     Fixed32(u32),
 }
 
-impl WireValue<'_> {
+impl<'a> WireValue<'a> {
     /// The wire type's name, for error messages.
     pub(crate) fn type_name(&self) -> &'static str {
         match self {
@@ -30,9 +30,42 @@ impl WireValue<'_> {
             WireValue::Fixed32(_) => "32-bit",
         }
     }
+
+    fn mismatch(&self, wanted: &str) -> ProtobufError {
+        malformed(format!("{} value where {wanted} belongs", self.type_name()))
+    }
+
+    /// The value of a varint field.
+    pub(crate) fn varint(&self) -> Result<u64, ProtobufError> {
+        match *self {
+            WireValue::Varint(v) => Ok(v),
+            _ => Err(self.mismatch("a varint")),
+        }
+    }
+
+    /// The payload of a length-delimited field.
+    pub(crate) fn bytes(&self) -> Result<&'a [u8], ProtobufError> {
+        match *self {
+            WireValue::Bytes(b) => Ok(b),
+            _ => Err(self.mismatch("a length-delimited value")),
+        }
+    }
+
+    /// The payload of a length-delimited field as UTF-8 text.
+    pub(crate) fn str(&self) -> Result<&'a str, ProtobufError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| malformed("string is not valid UTF-8"))
+    }
+
+    /// The value of a 64-bit field.
+    pub(crate) fn fixed64(&self) -> Result<u64, ProtobufError> {
+        match *self {
+            WireValue::Fixed64(v) => Ok(v),
+            _ => Err(self.mismatch("a 64-bit value")),
+        }
+    }
 }
 
-fn malformed(reason: impl Into<String>) -> ProtobufError {
+pub(crate) fn malformed(reason: impl Into<String>) -> ProtobufError {
     ProtobufError::Malformed {
         path: String::new(),
         reason: reason.into(),
