@@ -8,6 +8,7 @@ pub mod decode;
 pub mod defaults;
 pub mod field;
 pub mod openapi;
+pub mod protobuf;
 pub mod quantity;
 pub mod resources;
 pub mod selector;

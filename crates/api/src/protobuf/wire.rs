@@ -119,6 +119,11 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// A little-endian 64-bit value (packed `double` elements).
+    pub(crate) fn fixed64(&mut self) -> Result<u64, ProtobufError> {
+        Ok(u64::from_le_bytes(self.fixed::<8>()?))
+    }
+
     /// The next field's number and value, or `None` at the end.
     pub(crate) fn field(&mut self) -> Result<Option<(u32, WireValue<'a>)>, ProtobufError> {
         if self.buf.is_empty() {
@@ -131,7 +136,7 @@ impl<'a> Reader<'a> {
         }
         let value = match key & 7 {
             0 => WireValue::Varint(self.varint()?),
-            1 => WireValue::Fixed64(u64::from_le_bytes(self.fixed::<8>()?)),
+            1 => WireValue::Fixed64(self.fixed64()?),
             2 => {
                 let len = self.varint()?;
                 let len = usize::try_from(len)

@@ -102,16 +102,25 @@ async fn check_namespace(rest: &Rest, t: &Target, creating: bool) -> ApiResult<(
     };
     let nsres = rkube_api::resources::lookup("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("no namespaces"))?;
-    let kv = rest
-        .store
-        .get(&nsres.key(None, ns))
-        .await
-        .map_err(|e| ApiError::from_store(e, nsres, ns))?;
-    let Some(kv) = kv else {
-        return Err(ApiError::not_found(nsres, ns));
+    // Like upstream's NamespaceLifecycle admission: the cache first, and a
+    // live read only when the cache has not seen the namespace (yet).
+    let key = nsres.key(None, ns);
+    let cached = rest.cache.resource(nsres).and_then(|c| c.get(&key));
+    let v: Value = match cached {
+        Some(v) => (*v).clone(),
+        None => {
+            let kv = rest
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, nsres, ns))?;
+            let Some(kv) = kv else {
+                return Err(ApiError::not_found(nsres, ns));
+            };
+            serde_json::from_slice(&kv.value).unwrap_or(Value::Null)
+        }
     };
     if creating {
-        let v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
         if v.pointer("/metadata/deletionTimestamp").is_some() {
             let mut e = ApiError::forbidden(
                 t.res,
