@@ -7,6 +7,7 @@
 pub mod decode;
 pub mod defaults;
 pub mod field;
+pub mod names;
 pub mod openapi;
 pub mod protobuf;
 pub mod quantity;

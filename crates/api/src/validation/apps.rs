@@ -9,10 +9,10 @@ use super::meta::{
     selector_has_no_terms, validate_label_selector, validate_object_meta,
     validate_object_meta_update, Selector,
 };
-use super::names::{is_valid_percent, name_is_dns_label, name_is_dns_subdomain};
 use super::pod::{validate_pod_template_spec, validate_template_metadata};
 use super::util::*;
 use crate::field::Path;
+use crate::names::{is_valid_percent, name_is_dns_label, name_is_dns_subdomain};
 
 /// Which workload is being validated.
 #[derive(Clone, Copy, PartialEq, Eq)]

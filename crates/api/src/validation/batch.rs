@@ -8,10 +8,10 @@ use super::cron::parse_standard;
 use super::meta::{
     validate_label_selector, validate_object_meta, validate_object_meta_update, Selector,
 };
-use super::names::{is_dns1123_label, name_is_dns_subdomain};
 use super::pod::validate_pod_template_spec;
 use super::util::*;
 use crate::field::Path;
+use crate::names::{is_dns1123_label, name_is_dns_subdomain};
 
 pub(crate) fn validate_job(e: &mut Errs, obj: &Value) {
     validate_object_meta(e, obj, true, name_is_dns_subdomain);

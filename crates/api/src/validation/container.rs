@@ -6,11 +6,11 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::names::*;
 use super::probes::{validate_lifecycle, validate_probe};
 use super::resources::validate_resource_requirements;
 use super::util::*;
 use crate::field::Path;
+use crate::names::*;
 
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 

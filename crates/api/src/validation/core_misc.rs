@@ -10,7 +10,6 @@ use super::meta::{
     validate_finalizers, validate_label_name, validate_object_meta, validate_object_meta_update,
     validate_qualified_name,
 };
-use super::names::*;
 use super::pod::validate_taint_effect;
 use super::quantity::Quantity;
 use super::resources::{
@@ -18,6 +17,7 @@ use super::resources::{
 };
 use super::util::*;
 use crate::field::Path;
+use crate::names::*;
 
 const MAX_SECRET_SIZE: usize = 1024 * 1024;
 

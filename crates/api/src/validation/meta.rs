@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use super::names::{is_label_value, is_qualified_name, name_is_dns_label};
 use super::util::*;
 use crate::field::Path;
+use crate::names::{is_label_value, is_qualified_name, name_is_dns_label};
 
 /// A name validator: `(name, is_generate_name_prefix) -> messages`.
 pub(crate) type NameFn = fn(&str, bool) -> Vec<String>;
@@ -354,8 +354,8 @@ pub(crate) fn selector_has_no_terms(sel: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::names::name_is_dns_subdomain;
     use super::*;
+    use crate::names::name_is_dns_subdomain;
     use serde_json::json;
 
     fn meta_errs(obj: Value, namespaced: bool) -> Vec<String> {

@@ -10,7 +10,6 @@ mod container;
 mod core_misc;
 mod cron;
 mod meta;
-mod names;
 mod networking;
 mod other;
 mod pod;
@@ -35,10 +34,10 @@ mod workload_tests;
 use serde_json::Value;
 
 use crate::field::{FieldError, Path};
+use crate::names::{is_valid_path_segment_name, name_is_dns_subdomain};
 use crate::resources::ResourceInfo;
 use apps::Workload;
 use meta::{validate_object_meta, validate_object_meta_update};
-use names::{is_valid_path_segment_name, name_is_dns_subdomain};
 use util::Errs;
 
 fn workload(kind: &str) -> Option<Workload> {

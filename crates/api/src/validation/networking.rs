@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use super::meta::{validate_label_selector, validate_object_meta};
-use super::names::*;
 use super::util::*;
 use crate::field::Path;
+use crate::names::*;
 
 pub(crate) fn validate_ingress(e: &mut Errs, obj: &Value) {
     validate_object_meta(e, obj, true, name_is_dns_subdomain);

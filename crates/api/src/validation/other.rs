@@ -8,11 +8,11 @@ use super::apps::{not_more_than_100_percent, positive_int_or_percent};
 use super::meta::{
     validate_label_selector, validate_labels, validate_object_meta, validate_qualified_name,
 };
-use super::names::*;
 use super::pod::{preemption_policy, validate_tolerations};
 use super::resources::resource_quantity;
 use super::util::*;
 use crate::field::Path;
+use crate::names::*;
 
 pub(crate) fn validate_lease(e: &mut Errs, obj: &Value) {
     let sp = Path::new("spec");

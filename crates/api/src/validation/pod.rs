@@ -9,11 +9,11 @@ use super::container::{self, validate_containers, validate_init_containers};
 use super::meta::{
     validate_annotations, validate_label_name, validate_labels, validate_object_meta,
 };
-use super::names::*;
 use super::resources::resource_quantity;
 use super::util::*;
 use super::volumes::validate_volumes;
 use crate::field::Path;
+use crate::names::*;
 
 /// Pod create: metadata, spec, and no ephemeral containers.
 pub(crate) fn validate_pod(e: &mut Errs, obj: &Value) {

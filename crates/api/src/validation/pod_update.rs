@@ -7,10 +7,10 @@
 use serde_json::{Map, Value};
 
 use super::meta::validate_object_meta_update;
-use super::names::inclusive_range_error;
 use super::pod::validate_pod_spec;
 use super::util::*;
 use crate::field::Path;
+use crate::names::inclusive_range_error;
 
 const UPDATABLE_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 

@@ -3,9 +3,9 @@
 
 use serde_json::Value;
 
-use super::names::{is_valid_port_name, is_valid_port_num, regex_error};
 use super::util::*;
 use crate::field::Path;
+use crate::names::{is_valid_port_name, is_valid_port_num, regex_error};
 
 pub(crate) fn validate_probe(
     e: &mut Errs,

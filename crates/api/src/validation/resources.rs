@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 
-use super::names::is_qualified_name;
 use super::quantity::{Quantity, QUANTITY_ERR};
 use super::util::*;
 use crate::field::Path;
+use crate::names::is_qualified_name;
 
 const STANDARD_CONTAINER_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage"];
 

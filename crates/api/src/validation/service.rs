@@ -10,10 +10,10 @@ use super::container::{dns_label, protocol};
 use super::meta::{
     validate_labels, validate_object_meta, validate_object_meta_update, validate_qualified_name,
 };
-use super::names::*;
 use super::probes::port_num_or_name;
 use super::util::*;
 use crate::field::Path;
+use crate::names::*;
 
 const NODE_PORT_RANGE: (i64, i64) = (30000, 32767);
 

@@ -6,10 +6,10 @@ use super::meta::{
     validate_label_selector, validate_object_meta, validate_object_meta_update,
     validate_qualified_name,
 };
-use super::names::*;
 use super::quantity::{Quantity, QUANTITY_ERR};
 use super::util::*;
 use crate::field::Path;
+use crate::names::*;
 
 const ACCESS_MODES: &[&str] = &[
     "ReadOnlyMany",

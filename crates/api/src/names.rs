@@ -15,12 +15,12 @@ const QUALIFIED_NAME_ERR: &str =
     "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 
 /// Upstream's `MaxLenError`.
-pub(crate) fn max_len_error(n: usize) -> String {
+pub fn max_len_error(n: usize) -> String {
     format!("must be no more than {n} characters")
 }
 
 /// Upstream's `RegexError`, including its peculiar `', ' or '` spacing.
-pub(crate) fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
+pub fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     if examples.is_empty() {
         return format!("{msg} (regex used for validation is '{fmt}')");
     }
@@ -36,7 +36,7 @@ pub(crate) fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
 }
 
 /// `must be between lo and hi, inclusive`.
-pub(crate) fn inclusive_range_error(lo: i64, hi: i64) -> String {
+pub fn inclusive_range_error(lo: i64, hi: i64) -> String {
     format!("must be between {lo} and {hi}, inclusive")
 }
 
@@ -67,7 +67,7 @@ fn matches_qualified_part(s: &str) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
-pub(crate) fn is_dns1123_label(v: &str) -> Vec<String> {
+pub fn is_dns1123_label(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 63 {
         errs.push(max_len_error(63));
@@ -86,7 +86,7 @@ pub(crate) fn is_dns1123_label(v: &str) -> Vec<String> {
     errs
 }
 
-pub(crate) fn is_dns1123_subdomain(v: &str) -> Vec<String> {
+pub fn is_dns1123_subdomain(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 253 {
         errs.push(max_len_error(253));
@@ -102,7 +102,7 @@ pub(crate) fn is_dns1123_subdomain(v: &str) -> Vec<String> {
 }
 
 /// Upstream's `IsDNS1123SubdomainWithUnderscore` (DNS search paths).
-pub(crate) fn is_dns1123_subdomain_with_underscore(v: &str) -> Vec<String> {
+pub fn is_dns1123_subdomain_with_underscore(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 253 {
         errs.push(max_len_error(253));
@@ -126,7 +126,7 @@ pub(crate) fn is_dns1123_subdomain_with_underscore(v: &str) -> Vec<String> {
     errs
 }
 
-pub(crate) fn is_dns1035_label(v: &str) -> Vec<String> {
+pub fn is_dns1035_label(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 63 {
         errs.push(max_len_error(63));
@@ -143,7 +143,7 @@ pub(crate) fn is_dns1035_label(v: &str) -> Vec<String> {
     errs
 }
 
-pub(crate) fn is_wildcard_dns1123_subdomain(v: &str) -> Vec<String> {
+pub fn is_wildcard_dns1123_subdomain(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 253 {
         errs.push(max_len_error(253));
@@ -160,7 +160,7 @@ pub(crate) fn is_wildcard_dns1123_subdomain(v: &str) -> Vec<String> {
 }
 
 /// Upstream's `IsQualifiedName` (label keys, annotation keys, finalizers…).
-pub(crate) fn is_qualified_name(v: &str) -> Vec<String> {
+pub fn is_qualified_name(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     let parts: Vec<&str> = v.split('/').collect();
     let name = match parts.as_slice() {
@@ -202,7 +202,7 @@ pub(crate) fn is_qualified_name(v: &str) -> Vec<String> {
     errs
 }
 
-pub(crate) fn is_label_value(v: &str) -> Vec<String> {
+pub fn is_label_value(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 63 {
         errs.push(max_len_error(63));
@@ -230,7 +230,7 @@ fn has_chdir_prefix(v: &str) -> Option<String> {
 }
 
 /// Keys of ConfigMap and Secret data.
-pub(crate) fn is_config_map_key(v: &str) -> Vec<String> {
+pub fn is_config_map_key(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 253 {
         errs.push(max_len_error(253));
@@ -251,7 +251,7 @@ pub(crate) fn is_config_map_key(v: &str) -> Vec<String> {
 
 /// Environment variable names (RelaxedEnvironmentVariableValidation is on
 /// by default in 1.33).
-pub(crate) fn is_env_var_name(v: &str) -> Vec<String> {
+pub fn is_env_var_name(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.is_empty() {
         errs.push("environment variable name must be non-empty".to_string());
@@ -262,7 +262,7 @@ pub(crate) fn is_env_var_name(v: &str) -> Vec<String> {
     errs
 }
 
-pub(crate) fn is_valid_port_num(port: i64) -> Vec<String> {
+pub fn is_valid_port_num(port: i64) -> Vec<String> {
     if (1..=65535).contains(&port) {
         Vec::new()
     } else {
@@ -270,7 +270,7 @@ pub(crate) fn is_valid_port_num(port: i64) -> Vec<String> {
     }
 }
 
-pub(crate) fn is_valid_port_name(port: &str) -> Vec<String> {
+pub fn is_valid_port_name(port: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if port.len() > 15 {
         errs.push(max_len_error(15));
@@ -296,7 +296,7 @@ pub(crate) fn is_valid_port_name(port: &str) -> Vec<String> {
     errs
 }
 
-pub(crate) fn is_valid_percent(v: &str) -> Vec<String> {
+pub fn is_valid_percent(v: &str) -> Vec<String> {
     let ok = v
         .strip_suffix('%')
         .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()));
@@ -312,7 +312,7 @@ pub(crate) fn is_valid_percent(v: &str) -> Vec<String> {
 }
 
 /// Upstream's `IsValidPathSegmentName` (RBAC and PV names).
-pub(crate) fn is_valid_path_segment_name(name: &str, _prefix: bool) -> Vec<String> {
+pub fn is_valid_path_segment_name(name: &str, _prefix: bool) -> Vec<String> {
     if name == "." || name == ".." {
         return vec![format!("may not be '{name}'")];
     }
@@ -338,22 +338,22 @@ fn mask_trailing_dash(name: &str, prefix: bool) -> String {
 }
 
 /// Upstream's `NameIsDNSSubdomain`.
-pub(crate) fn name_is_dns_subdomain(name: &str, prefix: bool) -> Vec<String> {
+pub fn name_is_dns_subdomain(name: &str, prefix: bool) -> Vec<String> {
     is_dns1123_subdomain(&mask_trailing_dash(name, prefix))
 }
 
 /// Upstream's `NameIsDNSLabel`.
-pub(crate) fn name_is_dns_label(name: &str, prefix: bool) -> Vec<String> {
+pub fn name_is_dns_label(name: &str, prefix: bool) -> Vec<String> {
     is_dns1123_label(&mask_trailing_dash(name, prefix))
 }
 
 /// Upstream's `NameIsDNS1035Label`.
-pub(crate) fn name_is_dns1035_label(name: &str, prefix: bool) -> Vec<String> {
+pub fn name_is_dns1035_label(name: &str, prefix: bool) -> Vec<String> {
     is_dns1035_label(&mask_trailing_dash(name, prefix))
 }
 
 /// Upstream's `ParseIPSloppy`: IPv4 may carry leading zeros.
-pub(crate) fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
+pub fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
     if s.contains(':') {
         return s.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
     }
@@ -372,7 +372,7 @@ pub(crate) fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
 }
 
 /// `(address, prefix length)` of a CIDR, sloppy as upstream.
-pub(crate) fn parse_cidr_sloppy(s: &str) -> Option<(IpAddr, u8)> {
+pub fn parse_cidr_sloppy(s: &str) -> Option<(IpAddr, u8)> {
     let (ip, bits) = s.split_once('/')?;
     let ip = parse_ip_sloppy(ip)?;
     if bits.is_empty() || bits.len() > 3 || !bits.bytes().all(|c| c.is_ascii_digit()) {
@@ -383,8 +383,8 @@ pub(crate) fn parse_cidr_sloppy(s: &str) -> Option<(IpAddr, u8)> {
     (bits <= max).then_some((ip, bits))
 }
 
-pub(crate) const IP_ERR: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
-pub(crate) const CIDR_ERR: &str = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
+pub const IP_ERR: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+pub const CIDR_ERR: &str = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
 
 #[cfg(test)]
 mod tests {
