@@ -24,24 +24,66 @@ fn opts() -> WriteOptions {
     }
 }
 
-/// Creates the system namespaces (and the `default` ServiceAccounts) if missing.
-pub async fn ensure_builtins(rest: &Rest) {
-    let Some(ns) = resources::lookup("", "v1", "namespaces") else {
-        return;
+/// Creates the system namespaces, and the `default/kubernetes` Service and
+/// Endpoints that point in-cluster clients at the API server, if missing.
+pub async fn ensure_builtins(rest: &Rest, advertise: std::net::SocketAddr) {
+    let ip = if advertise.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        advertise.ip().to_string()
     };
-    for name in SYSTEM_NAMESPACES {
+    let mut builtins: Vec<(&str, Value)> = SYSTEM_NAMESPACES
+        .iter()
+        .map(|name| {
+            (
+                "namespaces",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            )
+        })
+        .collect();
+    builtins.push((
+        "services",
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "sessionAffinity": "None",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": advertise.port()}]}}),
+    ));
+    // Endpoints may not name loopback addresses (upstream validation), so a
+    // server listening on loopback publishes the Service alone.
+    if !advertise.ip().is_loopback() {
+        builtins.push((
+            "endpoints",
+            json!({"apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": advertise.port(), "protocol": "TCP"}]}]}),
+        ));
+    }
+    for (plural, body) in builtins {
+        let Some(res) = resources::lookup("", "v1", plural) else {
+            continue;
+        };
+        let namespace = body
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let name = crate::rest::name_of(&body).to_string();
         let t = Target {
-            res: ns,
-            namespace: None,
-            name: None,
+            res,
+            namespace,
+            name: Some(name.clone()),
             subresource: None,
         };
-        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match write::create(rest, &t, body, &opts()).await {
-            Ok(_) => tracing::info!(namespace = name, "created system namespace"),
+        let result = if plural == "endpoints" {
+            // The address follows the server's; keep it current.
+            write::update(rest, &t, body, &opts()).await
+        } else {
+            write::create(rest, &t, body, &opts()).await
+        };
+        match result {
+            Ok(_) => tracing::debug!(resource = plural, %name, "ensured built-in object"),
             Err(e) if e.code == http::StatusCode::CONFLICT => {}
             Err(e) => {
-                tracing::warn!(namespace = name, error = %e.message, "could not create system namespace")
+                tracing::warn!(resource = plural, %name, error = %e.message, "could not create built-in object")
             }
         }
     }

@@ -113,7 +113,7 @@ pub async fn run(
         cache,
         alloc,
     });
-    crate::lifecycle::ensure_builtins(&rest).await;
+    crate::lifecycle::ensure_builtins(&rest, addr).await;
     tokio::spawn(crate::lifecycle::run_namespace_controller(rest.clone()));
     tokio::spawn(compaction_loop(
         config.store.clone(),
