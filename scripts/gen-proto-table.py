@@ -22,11 +22,17 @@ The decoder therefore drops zero scalars ("" / 0 / false / IntOrString 0)
 unless the Go field is a pointer (POINTER_FIELDS, from upstream's types.go)
 or required (k8s-openapi non-`Option`), where a zero on the wire is a value.
 
+Embedded Go structs (`json:",inline"`, INLINE_FIELDS) are nested messages on
+the wire but flat in JSON; the table marks them `inline`.
+
 Roots: every kind in crates/api/src/resources.rs plus EXTRA_ROOTS; only
 messages reachable from them are emitted.
 
-Usage: scripts/gen-proto-table.py [--check]
+Usage: scripts/gen-proto-table.py [--check] [-v]
   --check  regenerate in memory and fail if table.rs differs.
+  -v       list the fields skipped because Kubernetes 1.33 (k8s-openapi)
+           does not have them (k8s-pb is newer); upstream 1.33's decoder
+           skips them as unknown fields too.
 """
 
 import glob
@@ -348,8 +354,9 @@ def parse_k8s_openapi():
     return defs
 
 
-def openapi_name(pb_name, defs, index):
-    """k8s.io.api.core.v1.AwsElastic... -> io.k8s.api.core.v1.AWSElastic..."""
+def openapi_name(pb_name, index):
+    """k8s.io.api.core.v1.AwsElastic... -> io.k8s.api.core.v1.AWSElastic...
+    (prost re-cased acronyms in message names; match case-insensitively)."""
     cand = "io.k8s." + pb_name[len("k8s.io."):]
     return index.get(cand.lower())
 
@@ -400,7 +407,7 @@ def build():
         (number, json, kind, label, type name, required); label "inline" for
         embedded structs whose fields JSON writes into the parent. `parent`:
         the k8s-openapi definition an inline message is checked against."""
-        oa = parent or openapi_name(name, defs, index)
+        oa = parent or openapi_name(name, index)
         if oa is None:
             errors.append(f"{name}: no k8s-openapi definition")
             return []
@@ -447,8 +454,8 @@ def build():
             if f[2] == "message":
                 if f[4] not in pb:
                     sys.exit(f"{name}: unknown message type {f[4]}")
-                if f[3] == "inline" and openapi_name(f[4], defs, index) is None:
-                    inline_parent[f[4]] = openapi_name(name, defs, index)
+                if f[3] == "inline" and openapi_name(f[4], index) is None:
+                    inline_parent[f[4]] = openapi_name(name, index)
                 todo.append(f[4])
     reach.sort()
     ids = {n: i for i, n in enumerate(reach)}

@@ -141,7 +141,7 @@ pub async fn run(env: &Env, a: &RatioArgs) -> anyhow::Result<Row> {
     ];
     let (rk, rk_cpu, alive) = {
         let mut server = RkubeServer::start(&env.server(extra)).await?;
-        let client = server.client().await?;
+        let client = server.client_of(env.http.unwrap_or(1)).await?;
         let meter = CpuMeter::start(&[
             ("server", stat_path(server.pid())),
             ("etcd", stat_path(etcd.pid())),
@@ -198,8 +198,10 @@ pub async fn run(env: &Env, a: &RatioArgs) -> anyhow::Result<Row> {
     Ok(Row {
         scenario: "etcd-ratio".into(),
         setup: format!(
-            "{} clients × {} s each, 1 KiB values, one local etcd",
-            a.clients, a.seconds
+            "{} clients × {} s each, 1 KiB values, one local etcd; rkube over {}",
+            a.clients,
+            a.seconds,
+            crate::http_name(env.http.unwrap_or(1))
         ),
         result,
         target: "ratio ≥ 0.5".into(),

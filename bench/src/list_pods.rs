@@ -125,18 +125,22 @@ async fn paginated_list(client: &kube::Client, pods: u64, page: u64) -> Paginate
 
 /// Runs the scenario.
 pub async fn run(env: &Env, a: &PodsArgs) -> anyhow::Result<Row> {
-    let (mut server, _etcd) = crate::writes::start_server(env, a.store, &[]).await?;
-    let client = server.client().await?;
+    let (mut server, etcd) = crate::writes::start_server(env, a.store, &[]).await?;
+    let client = server.client_of(env.http.unwrap_or(1)).await?;
     let mem_start = server.memory()?;
 
     eprintln!(
         "rkube-bench: creating {} pods with {} clients",
         a.pods, a.concurrency
     );
-    let meter = CpuMeter::start(&[
+    let mut procs = vec![
         ("server", stat_path(server.pid())),
-        ("bench", "/proc/self/stat".into()),
-    ]);
+        ("bench", "/proc/self/stat".to_string()),
+    ];
+    if let Some(e) = &etcd {
+        procs.push(("etcd", stat_path(e.pid())));
+    }
+    let meter = CpuMeter::start(&procs);
     let created = create_loop(
         &client,
         CreateLoad {
@@ -241,10 +245,11 @@ pub async fn run(env: &Env, a: &PodsArgs) -> anyhow::Result<Row> {
             StoreKind::Etcd => "list-pods (etcd)".into(),
         },
         setup: format!(
-            "{} pods (concurrency {}), page {}",
+            "{} pods (concurrency {}), page {}, {}",
             thousands(a.pods),
             a.concurrency,
-            a.page
+            a.page,
+            crate::http_name(env.http.unwrap_or(1))
         ),
         result,
         target: "— (record)".into(),

@@ -38,6 +38,12 @@ struct Cli {
     /// be quiet (under 0.25 busy cores), so that builds do not skew results.
     #[arg(long, default_value_t = 0, global = true)]
     quiet_wait_seconds: u64,
+    /// HTTP version of the clients: 1 (default: the kube crate's own stack,
+    /// a pool of HTTP/1.1 keep-alive connections, so one connection per
+    /// concurrent request or watch) or 2 (one multiplexed connection per
+    /// client; `watchers` spreads its streams over `--watch-clients`).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u8).range(1..=2))]
+    http: Option<u8>,
     /// Print only the result row, not the table header.
     #[arg(long, global = true)]
     no_header: bool,
@@ -108,6 +114,8 @@ enum Cmd {
 
 /// Where the binaries under test are.
 pub struct Env {
+    /// `--http`, when given.
+    pub http: Option<u8>,
     rkube_bin: PathBuf,
     etcd_bin: Option<PathBuf>,
     server_log: String,
@@ -271,6 +279,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let env = Env {
+        http: cli.http,
         rkube_bin: match cli.rkube_bin {
             Some(b) => b,
             None => default_rkube_bin()?,
@@ -313,6 +322,15 @@ fn main() -> anyhow::Result<()> {
             println!("{}", row.render());
             Err(e)
         }
+    }
+}
+
+/// "HTTP/1.1" or "HTTP/2".
+pub fn http_name(version: u8) -> &'static str {
+    if version == 2 {
+        "HTTP/2"
+    } else {
+        "HTTP/1.1"
     }
 }
 

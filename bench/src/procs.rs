@@ -113,16 +113,54 @@ impl RkubeServer {
         }
     }
 
-    /// A `kube::Client` with the admin credentials. Its retry layer is off so
-    /// that every 429/503 shows up as an error instead of hidden latency.
+    /// A `kube::Client` with the admin credentials over HTTP/1.1 (the kube
+    /// crate's own stack: a pool of keep-alive TLS connections). Its retry
+    /// layer is off so that every 429/503 shows up as an error instead of
+    /// hidden latency.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let cfg = self.kube_config().await?;
+        kube::Client::try_from(cfg).context("building the kube client")
+    }
+
+    /// A `kube::Client` over one multiplexed HTTP/2 connection (as client-go
+    /// uses): hyper's client with rustls from the kubeconfig, ALPN h2, and
+    /// the kube crate's base-URI layer; no retry, tracing or timeout layers.
+    pub async fn client_h2(&self) -> anyhow::Result<kube::Client> {
+        use kube::client::ConfigExt;
+        let cfg = self.kube_config().await?;
+        let tls = cfg.rustls_client_config().context("TLS client config")?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http2()
+            .build();
+        let hyper_client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build(https);
+        let service = tower::ServiceBuilder::new()
+            .layer(cfg.base_uri_layer())
+            .service(hyper_client);
+        Ok(kube::Client::new(service, cfg.default_namespace))
+    }
+
+    /// A client of `http` version (1 or 2).
+    pub async fn client_of(&self, http: u8) -> anyhow::Result<kube::Client> {
+        if http == 2 {
+            self.client_h2().await
+        } else {
+            self.client().await
+        }
+    }
+
+    async fn kube_config(&self) -> anyhow::Result<kube::Config> {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)
             .with_context(|| format!("reading {}", self.kubeconfig.display()))?;
         let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
             .context("kube config from the kubeconfig")?;
         cfg.default_retry = false;
-        kube::Client::try_from(cfg).context("building the kube client")
+        Ok(cfg)
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
@@ -287,6 +325,12 @@ impl CpuMeter {
             machine: machine_busy().unwrap_or_default(),
             readings,
         }
+    }
+
+    /// CPU time used by the process labelled `label` since `start`.
+    pub fn used(&self, label: &str) -> Option<Duration> {
+        let (_, path, before) = self.readings.iter().find(|(l, _, _)| l == label)?;
+        Some(cpu_time(path).ok()?.saturating_sub(*before))
     }
 
     /// "CPU: server 1.62, bench 0.31, others 0.02 cores" over the time since `start`.

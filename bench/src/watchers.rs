@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use futures::{AsyncBufReadExt, StreamExt};
+use futures::AsyncBufReadExt;
 use serde::Deserialize;
 use tokio::sync::{watch, Semaphore};
 
@@ -152,39 +152,44 @@ async fn watcher(
                 continue;
             }
         };
-        let mut lines = stream.lines();
+        let mut stream = std::pin::pin!(stream);
+        let mut line = Vec::with_capacity(1024);
         loop {
-            let line = tokio::select! {
-                l = lines.next() => l,
+            line.clear();
+            let read = tokio::select! {
+                r = stream.read_until(b'\n', &mut line) => r,
                 _ = stop.wait_for(|s| *s) => break 'outer,
             };
-            let line = match line {
-                None => break,
-                Some(Err(e)) => {
+            match read {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
                     out.errors.push(format!("reading the watch: {e}"));
                     break;
                 }
-                Some(Ok(l)) => l,
-            };
+            }
             let now = now_nanos();
-            let ev: Event = match serde_json::from_str(&line) {
+            let ev: Event = match serde_json::from_slice(&line) {
                 Ok(ev) => ev,
                 Err(e) => {
+                    let text = String::from_utf8_lossy(&line);
                     out.errors
-                        .push(format!("bad event ({e}): {}", one_line(&line, 200)));
+                        .push(format!("bad event ({e}): {}", one_line(&text, 200)));
                     out.unexpected += 1;
                     continue;
                 }
             };
             if let Some(r) = &ev.object.metadata.resource_version {
-                rv = r.to_string();
+                rv.clear();
+                rv.push_str(r);
             }
             match &*ev.kind {
                 "ADDED" => {}
                 "BOOKMARK" => continue,
                 "ERROR" => {
+                    let text = String::from_utf8_lossy(&line);
                     out.errors
-                        .push(format!("ERROR event: {}", one_line(&line, 300)));
+                        .push(format!("ERROR event: {}", one_line(&text, 300)));
                     break 'outer;
                 }
                 _ => {
@@ -314,10 +319,11 @@ async fn paced_writer(
 pub async fn run(env: &Env, a: &WatchArgs) -> anyhow::Result<Row> {
     let total = usize::try_from(a.rate * a.seconds)?;
     let mut server = RkubeServer::start(&env.server(Vec::new())).await?;
-    let writer_client = server.client().await?;
+    let http = env.http.unwrap_or(1);
+    let writer_client = server.client_of(http).await?;
     let mut clients = Vec::with_capacity(a.watch_clients);
     for _ in 0..a.watch_clients.max(1) {
-        clients.push(server.client().await?);
+        clients.push(server.client_of(http).await?);
     }
     #[derive(Deserialize)]
     struct ListMeta {
@@ -403,6 +409,7 @@ pub async fn run(env: &Env, a: &WatchArgs) -> anyhow::Result<Row> {
         }
     };
     let cpu = meter.report();
+    let (server_cpu, bench_cpu) = (meter.used("server"), meter.used("bench"));
     let rss_end = server.memory()?;
     let alive = server.check_alive();
 
@@ -441,11 +448,18 @@ pub async fn run(env: &Env, a: &WatchArgs) -> anyhow::Result<Row> {
         latency.extend(o.latency);
     }
     let lat = Summary::of(&mut latency);
+    // CPU per delivered event (server: fan-out, encryption, writes; bench:
+    // receiving and parsing), to tell what the machine could sustain.
+    let per_event = |d: Option<Duration>| {
+        d.map(|d| format!("{:.2}", d.as_secs_f64() * 1e6 / (lat.n.max(1) as f64)))
+            .unwrap_or_else(|| "?".into())
+    };
     let expected = created as u64 * a.watchers as u64;
     let mut result = format!(
         "{}/{} events delivered ({} missing, in {} watchers; {} duplicates; {} unexpected); \
          delivery {}; {} watch resumes; {} watcher errors{}; writer {:.0}/s achieved, create {}, {} create errors{}; \
-         watches opened in {:.1} s; RSS with watches open {}, at end {}; {cpu}",
+         watches opened in {:.1} s; RSS with watches open {}, at end {}; {cpu}; \
+         CPU per delivered event: server {} µs, bench {} µs",
         thousands(lat.n as u64),
         thousands(expected),
         thousands(missing),
@@ -469,6 +483,8 @@ pub async fn run(env: &Env, a: &WatchArgs) -> anyhow::Result<Row> {
         open_time.as_secs_f64(),
         crate::procs::mib(rss_open.rss_kib),
         crate::procs::mib(rss_end.rss_kib),
+        per_event(server_cpu),
+        per_event(bench_cpu),
     );
     if let Err(e) = &alive {
         result.push_str(&format!("; {e}"));
@@ -482,9 +498,10 @@ pub async fn run(env: &Env, a: &WatchArgs) -> anyhow::Result<Row> {
     Ok(Row {
         scenario: "watchers".into(),
         setup: format!(
-            "{} watches ({} clients), {} creates/s × {} s",
+            "{} watches ({} clients, {}), {} creates/s × {} s",
             a.watchers,
             clients.len(),
+            crate::http_name(http),
             a.rate,
             a.seconds
         ),

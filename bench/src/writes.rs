@@ -90,7 +90,7 @@ pub async fn start_server(
 /// Runs the scenario.
 pub async fn run(env: &Env, a: &WritesArgs) -> anyhow::Result<Row> {
     let (mut server, etcd) = start_server(env, a.store, &a.etcd_endpoints).await?;
-    let client = server.client().await?;
+    let client = server.client_of(env.http.unwrap_or(1)).await?;
     let mut procs = vec![
         ("server", stat_path(server.pid())),
         ("bench", "/proc/self/stat".to_string()),
@@ -125,7 +125,12 @@ pub async fn run(env: &Env, a: &WritesArgs) -> anyhow::Result<Row> {
     };
     Ok(Row {
         scenario: format!("writes ({store})"),
-        setup: format!("{} clients × {} s, 1 KiB ConfigMaps", a.clients, a.seconds),
+        setup: format!(
+            "{} clients × {} s, 1 KiB ConfigMaps, {}",
+            a.clients,
+            a.seconds,
+            crate::http_name(env.http.unwrap_or(1))
+        ),
         result,
         target,
         verdict: if r.errors > 0 || alive.is_err() {

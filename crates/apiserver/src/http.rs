@@ -294,7 +294,7 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> ApiResult<(Bytes, Str
     Ok((body, ct))
 }
 
-fn parse_json_body(body: &[u8], ct: &str) -> ApiResult<Value> {
+pub(crate) fn parse_json_body(body: &[u8], ct: &str) -> ApiResult<Value> {
     let media = ct.split(';').next().unwrap_or("").trim();
     if rkube_api::protobuf::is_protobuf(media) {
         return rkube_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()));

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use http::StatusCode;
-use rkube_api::decode::parse_body;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -76,10 +75,10 @@ pub async fn handle(
         ..t.clone()
     };
     let body_json = |b: &Option<(Bytes, String)>| -> ApiResult<Value> {
-        let (bytes, _) = b
+        let (bytes, ct) = b
             .as_ref()
             .ok_or_else(|| ApiError::bad_request("request body required"))?;
-        parse_body(bytes).map_err(|e| ApiError::bad_request(e.to_string()))
+        crate::http::parse_json_body(bytes, ct)
     };
     match (sub, verb) {
         ("scale", "get") => {
@@ -186,7 +185,10 @@ pub async fn handle(
             Ok(success(StatusCode::CREATED))
         }
         ("eviction", "create") => {
-            let b = body_json(&body).unwrap_or(json!({}));
+            let b = match &body {
+                Some((bytes, _)) if !bytes.is_empty() => body_json(&body)?,
+                _ => json!({}),
+            };
             let mut del = DeleteOptions::from_body(b.get("deleteOptions"))?;
             del.dry_run |= q.get("dryRun").is_some_and(|d| d == "All");
             write::delete(rest, &parent, &del).await?;

@@ -340,24 +340,55 @@ async fn binding_and_status_subresources() {
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "b"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "b"}, "target": {"kind": "Node", "name": "node-1"}});
-    let (code, st) = raw(&c, "POST", "/api/v1/namespaces/default/pods/b/binding", "application/json", serde_json::to_vec(&binding).unwrap()).await;
+    let (code, st) = raw(
+        &c,
+        "POST",
+        "/api/v1/namespaces/default/pods/b/binding",
+        "application/json",
+        serde_json::to_vec(&binding).unwrap(),
+    )
+    .await;
     assert_eq!(code, 200, "{st}");
     let bound = pods.get("b").await.unwrap();
-    assert_eq!(bound.spec.as_ref().unwrap().node_name.as_deref(), Some("node-1"));
+    assert_eq!(
+        bound.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("node-1")
+    );
     let conds = bound.status.as_ref().unwrap().conditions.clone().unwrap();
-    assert!(conds.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
-    let (code, _) = raw(&c, "POST", "/api/v1/namespaces/default/pods/b/binding", "application/json", serde_json::to_vec(&binding).unwrap()).await;
+    assert!(conds
+        .iter()
+        .any(|c| c.type_ == "PodScheduled" && c.status == "True"));
+    let (code, _) = raw(
+        &c,
+        "POST",
+        "/api/v1/namespaces/default/pods/b/binding",
+        "application/json",
+        serde_json::to_vec(&binding).unwrap(),
+    )
+    .await;
     assert_eq!(code, 409, "a bound pod cannot be bound again");
 
     // The status subresource changes only status; the main resource keeps it.
     let patched = pods
-        .patch_status("b", &Default::default(), &kube::api::Patch::Merge(json!({"status": {"phase": "Running"}, "spec": {"activeDeadlineSeconds": 5}})))
+        .patch_status(
+            "b",
+            &Default::default(),
+            &kube::api::Patch::Merge(
+                json!({"status": {"phase": "Running"}, "spec": {"activeDeadlineSeconds": 5}}),
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(patched.status.unwrap().phase.as_deref(), Some("Running"));
     assert_eq!(patched.spec.unwrap().active_deadline_seconds, None);
     let after = pods
-        .patch("b", &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}, "status": {"phase": "Failed"}})))
+        .patch(
+            "b",
+            &Default::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"labels": {"x": "y"}}, "status": {"phase": "Failed"}}),
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(after.status.unwrap().phase.as_deref(), Some("Running"));

@@ -51,14 +51,17 @@ pub(crate) fn decode_into(
         let res = match f.card {
             Card::Inline => match f.kind {
                 Kind::Msg(id) => decode_into(nested(id)?, value.bytes()?, depth + 1, out),
-                _ => Err(malformed("inline field is not a message")),
+                _ => Err(malformed(format!(
+                    "{}: inline field is not a message",
+                    msg.name
+                ))),
             },
             Card::One => one(f, value, depth, out),
             Card::Repeated => repeated(f, value, depth, out),
             Card::Map => map_entry(f, value, depth, out),
         };
-        let name = if f.json.is_empty() { msg.name } else { f.json };
-        res.map_err(|e| at(e, name))?;
+        // Inline fields add no path segment: JSON has none.
+        res.map_err(|e| if f.json.is_empty() { e } else { at(e, f.json) })?;
     }
     Ok(())
 }
@@ -116,7 +119,10 @@ fn repeated(
     depth: usize,
     out: &mut Map<String, Value>,
 ) -> Result<(), ProtobufError> {
-    let base = out.get(f.json).and_then(Value::as_array).map_or(0, Vec::len);
+    let base = out
+        .get(f.json)
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let index = |e, i: usize| at(e, &format!("[{}]", base + i));
     let mut items = Vec::new();
     match value {

@@ -123,7 +123,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
             env.content_type
         )));
     }
-    let (group, version) = env.api_version.rsplit_once('/').unwrap_or(("", env.api_version));
+    let (group, version) = env
+        .api_version
+        .rsplit_once('/')
+        .unwrap_or(("", env.api_version));
     let msg = schema::root(group, version, env.kind)
         .or_else(|| {
             // Clients send DeleteOptions under the resource's group version.
@@ -135,7 +138,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         })?;
     let mut obj = Map::new();
     obj.insert("kind".into(), Value::String(env.kind.to_string()));
-    obj.insert("apiVersion".into(), Value::String(env.api_version.to_string()));
+    obj.insert(
+        "apiVersion".into(),
+        Value::String(env.api_version.to_string()),
+    );
     convert::decode_into(msg, env.raw, 0, &mut obj)?;
     Ok(Value::Object(obj))
 }

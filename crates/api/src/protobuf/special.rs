@@ -42,7 +42,9 @@ pub(crate) fn int_or_string(buf: &[u8]) -> Result<Value, ProtobufError> {
     match ty {
         0 => Ok(Value::from(int_val)),
         1 => Ok(Value::String(str_val.to_string())),
-        t => Err(malformed(format!("IntOrString type {t} is neither 0 (int) nor 1 (string)"))),
+        t => Err(malformed(format!(
+            "IntOrString type {t} is neither 0 (int) nor 1 (string)"
+        ))),
     }
 }
 
@@ -65,7 +67,9 @@ fn timestamp(seconds: i64, nanos: i32) -> Result<jiff::Timestamp, ProtobufError>
     let ts = jiff::Timestamp::from_nanosecond(total)
         .map_err(|_| malformed(format!("time {seconds}s {nanos}ns out of range")))?;
     if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.as_second()) {
-        return Err(malformed(format!("time {seconds}s is outside years 0-9999")));
+        return Err(malformed(format!(
+            "time {seconds}s is outside years 0-9999"
+        )));
     }
     Ok(ts)
 }
@@ -210,8 +214,14 @@ mod tests {
             time(&sn(1_700_000_000, 999_999_999)).unwrap(),
             Some(json!("2023-11-14T22:13:20Z"))
         );
-        assert_eq!(time(&sn(0, 0)).unwrap(), Some(json!("1970-01-01T00:00:00Z")));
-        assert_eq!(time(&sn(-1, 0)).unwrap(), Some(json!("1969-12-31T23:59:59Z")));
+        assert_eq!(
+            time(&sn(0, 0)).unwrap(),
+            Some(json!("1970-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            time(&sn(-1, 0)).unwrap(),
+            Some(json!("1969-12-31T23:59:59Z"))
+        );
         assert_eq!(
             micro_time(&sn(1_700_000_000, 123_456_789)).unwrap(),
             Some(json!("2023-11-14T22:13:20.123456Z"))
@@ -241,7 +251,10 @@ mod tests {
     #[test]
     fn quantities_and_raw() {
         assert_eq!(quantity(&[]).unwrap(), json!("0"));
-        assert_eq!(quantity(&[0x0a, 0x03, b'1', b'0', b'0']).unwrap(), json!("100"));
+        assert_eq!(
+            quantity(&[0x0a, 0x03, b'1', b'0', b'0']).unwrap(),
+            json!("100")
+        );
         assert!(quantity(&[0x08, 0x01]).is_err());
         let raw = br#"{"f:data":{}}"#;
         let mut b = vec![0x0a, raw.len() as u8];

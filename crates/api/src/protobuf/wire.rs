@@ -104,10 +104,12 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], ProtobufError> {
-        let (head, tail) = self
-            .buf
-            .split_at_checked(n)
-            .ok_or_else(|| malformed(format!("truncated: {n} bytes wanted, {} left", self.buf.len())))?;
+        let (head, tail) = self.buf.split_at_checked(n).ok_or_else(|| {
+            malformed(format!(
+                "truncated: {n} bytes wanted, {} left",
+                self.buf.len()
+            ))
+        })?;
         self.buf = tail;
         Ok(head)
     }
@@ -207,14 +209,14 @@ mod tests {
     #[test]
     fn malformed_input_is_an_error() {
         for bad in [
-            &[0x0a, 0x05, b'a'][..],          // length past the end
-            &[0x0a][..],                      // missing length
-            &[0x08][..],                      // missing varint
-            &[0x09, 1, 2, 3][..],             // short fixed64
-            &[0x0d, 1][..],                   // short fixed32
-            &[0x00, 0x00][..],                // field number 0
-            &[0x0b][..],                      // start group
-            &[0x0e, 0][..],                   // wire type 6
+            &[0x0a, 0x05, b'a'][..],                   // length past the end
+            &[0x0a][..],                               // missing length
+            &[0x08][..],                               // missing varint
+            &[0x09, 1, 2, 3][..],                      // short fixed64
+            &[0x0d, 1][..],                            // short fixed32
+            &[0x00, 0x00][..],                         // field number 0
+            &[0x0b][..],                               // start group
+            &[0x0e, 0][..],                            // wire type 6
             &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f][..], // huge length
         ] {
             assert!(fields(bad).is_err(), "{bad:?} accepted");

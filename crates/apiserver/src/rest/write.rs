@@ -120,25 +120,24 @@ async fn check_namespace(rest: &Rest, t: &Target, creating: bool) -> ApiResult<(
             serde_json::from_slice(&kv.value).unwrap_or(Value::Null)
         }
     };
-    if creating {
-        if v.pointer("/metadata/deletionTimestamp").is_some() {
-            let mut e = ApiError::forbidden(
-                t.res,
-                name_of(&v),
-                &format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
-                ),
-            );
-            e.message = format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                t.res.qualified_resource(),
-                t.name()
-            );
-            e.details = Some(
-                json!({"name": t.name(), "kind": t.res.plural, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
-            );
-            return Err(e);
-        }
+    if creating && v.pointer("/metadata/deletionTimestamp").is_some() {
+        let mut e = ApiError::forbidden(
+            t.res,
+            t.name(),
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        );
+        e.details = Some(json!({
+            "name": t.name(),
+            "kind": t.res.plural,
+            "causes": [{
+                "reason": "NamespaceTerminating",
+                "message": format!("namespace {ns} is being terminated"),
+                "field": "metadata.namespace",
+            }],
+        }));
+        return Err(e);
     }
     Ok(())
 }
