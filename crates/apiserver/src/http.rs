@@ -12,7 +12,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use rkube_api::decode::parse_body;
 use rkube_api::resources;
 use serde_json::{json, Value};
@@ -30,6 +30,8 @@ use crate::subresources;
 
 /// Largest accepted request body, as upstream (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// How much of an oversized body is read and discarded before the 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Everything a request handler needs.
 pub struct ApiServer {
@@ -268,29 +270,29 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> ApiResult<(Bytes, Str
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
-            return Err(ApiError::too_large());
+    // Read at most MAX_BODY; past that, drain (up to a bound) before
+    // answering 413, so that the client reads the answer instead of a reset.
+    let mut body = req.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > MAX_BODY {
+                if seen > DRAIN_LIMIT {
+                    break;
+                }
+                continue;
+            }
+            buf.extend_from_slice(&data);
         }
     }
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::too_large()
-            } else {
-                ApiError::bad_request(format!("error reading request body: {e}"))
-            }
-        })?
-        .to_bytes();
+    if seen > MAX_BODY {
+        return Err(ApiError::too_large());
+    }
+    let body = buf.freeze();
     Ok((body, ct))
 }
 
