@@ -432,3 +432,45 @@ fn namespace_deletion_removes_content() {
         .fails(&["-n", "tmp", "get", "cm", "a"])
         .contains("NotFound"));
 }
+
+#[test]
+fn cascading_deletion_orphan_and_foreground() {
+    let s = Server::start();
+    for (owner, dep) in [("owner1", "dep1"), ("owner2", "dep2")] {
+        s.ok(&["create", "configmap", owner]);
+        let uid = s.ok(&["get", "cm", owner, "-o", "jsonpath={.metadata.uid}"]);
+        s.apply(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {dep}\n  ownerReferences:\n  - {{apiVersion: v1, kind: ConfigMap, name: {owner}, uid: {uid}}}\n"
+        ));
+    }
+    s.ok(&[
+        "delete",
+        "cm",
+        "owner1",
+        "--cascade=orphan",
+        "--timeout=30s",
+    ]);
+    assert!(s.fails(&["get", "cm", "owner1"]).contains("NotFound"));
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "cm",
+            "dep1",
+            "-o",
+            "jsonpath={.metadata.ownerReferences}"
+        ]),
+        "",
+        "dependent orphaned"
+    );
+    s.ok(&[
+        "delete",
+        "cm",
+        "owner2",
+        "--cascade=foreground",
+        "--timeout=30s",
+    ]);
+    eventually(Duration::from_secs(20), || {
+        let gone = |n: &str| !s.kubectl(&["get", "cm", n]).status.success();
+        (gone("owner2") && gone("dep2")).then_some(())
+    });
+}
