@@ -117,7 +117,11 @@ async fn process(rest: &Rest, owner: &Value) {
                 })
                 .unwrap_or_default();
             // An emptied list goes away, as Go's omitempty drops it upstream.
-            let refs = if refs.is_empty() { Value::Null } else { json!(refs) };
+            let refs = if refs.is_empty() {
+                Value::Null
+            } else {
+                json!(refs)
+            };
             let patch = json!({"metadata": {"ownerReferences": refs}});
             if let Err(e) = write::patch(rest, &t, PatchType::Merge, patch, &opts()).await {
                 tracing::debug!(error = %e.message, "orphaning a dependent failed; will retry");
