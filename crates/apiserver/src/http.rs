@@ -381,9 +381,10 @@ async fn resource_request(
         "list" => {
             let opts = ListOptions::parse(res, &q)?;
             let r = crate::rest::read::list(rest, &t, &opts).await?;
-            Ok(json_response(
+            Ok(bytes_response(
                 StatusCode::OK,
-                &negotiate::render_list(res, &r, out),
+                "application/json",
+                negotiate::render_list(res, &r, out),
             ))
         }
         "watch" => {

@@ -101,10 +101,28 @@ fn list_meta(r: &ListResult) -> Value {
     meta
 }
 
-/// Renders a list result.
-pub fn render_list(res: &ResourceInfo, r: &ListResult, out: Output) -> Value {
-    match out {
-        Output::Json => crate::rest::read::list_object(res, r),
+/// A list serialized straight from the cached objects, without copying them.
+#[derive(serde::Serialize)]
+struct ListOut<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: Vec<&'a Value>,
+}
+
+/// Renders a list result as JSON bytes.
+pub fn render_list(res: &ResourceInfo, r: &ListResult, out: Output) -> Vec<u8> {
+    let v = match out {
+        Output::Json => {
+            let list = ListOut {
+                kind: format!("{}List", res.kind),
+                api_version: res.api_version(),
+                metadata: list_meta(r),
+                items: r.items.iter().map(|a| a.as_ref()).collect(),
+            };
+            return serde_json::to_vec(&list).unwrap_or_default();
+        }
         Output::Table { include_object } => {
             let objs: Vec<&Value> = r.items.iter().map(|a| a.as_ref()).collect();
             table_of(res, &objs, include_object, list_meta(r))
@@ -115,7 +133,8 @@ pub fn render_list(res: &ResourceInfo, r: &ListResult, out: Output) -> Value {
             "metadata": list_meta(r),
             "items": r.items.iter().map(|o| partial(o)).collect::<Vec<_>>(),
         }),
-    }
+    };
+    serde_json::to_vec(&v).unwrap_or_default()
 }
 
 /// Renders one object.

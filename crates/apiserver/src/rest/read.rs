@@ -10,7 +10,7 @@ use base64::Engine;
 use rkube_api::selector::{self, FieldSelector, LabelSelector};
 use rkube_api::ResourceInfo;
 use rkube_store::{RangeRequest, StoreError};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{labels_of, Rest, Target};
 use crate::cache::{decode_stored, CacheError};
@@ -298,23 +298,6 @@ async fn list_from_store(
         }
         start = last_key.map(|k| format!("{k}\u{0}"));
     }
-}
-
-/// The list object (`PodList`, …) for a list result.
-pub fn list_object(res: &ResourceInfo, r: &ListResult) -> Value {
-    let mut meta = json!({"resourceVersion": r.resource_version.to_string()});
-    if let Some(c) = &r.continue_token {
-        meta["continue"] = json!(c);
-    }
-    if let Some(n) = r.remaining {
-        meta["remainingItemCount"] = json!(n);
-    }
-    json!({
-        "kind": format!("{}List", res.kind),
-        "apiVersion": res.api_version(),
-        "metadata": meta,
-        "items": r.items.iter().map(|v| (**v).clone()).collect::<Vec<_>>(),
-    })
 }
 
 #[cfg(test)]
