@@ -3,14 +3,17 @@
 //! concurrent clients putting 1 KiB values under distinct keys straight into
 //! the same etcd with `etcd-client`. Reports both rates and their ratio,
 //! plus two diagnostic loops that replay rkube's per-create etcd access
-//! without rkube: the create transaction alone, and a linearizable GET (the
-//! namespace check) followed by the create transaction.
+//! without rkube: the create transaction alone, the same with a prefix
+//! watch open (as rkube's watch cache keeps one), and a linearizable GET
+//! followed by the create transaction (the namespace check of older builds). Before each raw
+//! phase the etcd is emptied, compacted and defragmented, so that every phase
+//! starts from a database as small as (a)'s.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{CompactionOptions, Compare, CompareOp, DeleteOptions, Txn, TxnOp, WatchOptions};
 
 use crate::load::CreateResult;
 use crate::procs::{stat_path, CpuMeter, EtcdServer, RkubeServer};
@@ -37,6 +40,9 @@ pub enum RawOp {
     Put,
     /// A create-if-absent transaction alone (rkube's store `create`).
     CreateTxn,
+    /// The same with a prefix watch open on the written keys, as rkube's
+    /// watch cache keeps one on `/registry/`.
+    CreateTxnWatched,
     /// What rkube's create does on etcd: a linearizable GET (the namespace
     /// check) followed by a create-if-absent transaction.
     GetThenCreateTxn,
@@ -54,6 +60,17 @@ pub async fn raw_loop(
         "rkube-bench: {clients} clients writing 1 KiB values into etcd ({op:?}) for {seconds} s"
     );
     let client = etcd_client::Client::connect([endpoint], None).await?;
+    let drain = if op == RawOp::CreateTxnWatched {
+        let mut stream = client
+            .clone()
+            .watch("/bench/", Some(WatchOptions::new().with_prefix()))
+            .await?;
+        Some(tokio::spawn(async move {
+            while let Ok(Some(_)) = stream.message().await {}
+        }))
+    } else {
+        None
+    };
     let value = Arc::new(vec![b'x'; 1024]);
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -83,7 +100,7 @@ pub async fn raw_loop(
                             .put(format!("/bench/raw/{n:08}"), value.as_slice(), None)
                             .await
                             .map(|_| ()),
-                        RawOp::CreateTxn | RawOp::GetThenCreateTxn => {
+                        RawOp::CreateTxn | RawOp::CreateTxnWatched | RawOp::GetThenCreateTxn => {
                             if op == RawOp::GetThenCreateTxn {
                                 kv.get("/bench/namespace", None).await?;
                             }
@@ -120,6 +137,9 @@ pub async fn raw_loop(
         samples.extend(t.await?);
     }
     let elapsed = start.elapsed();
+    if let Some(d) = drain {
+        d.abort();
+    }
     let first_errors = std::mem::take(&mut *first_errors.lock().expect("lock"));
     Ok(CreateResult {
         ok: samples.len() as u64,
@@ -128,6 +148,26 @@ pub async fn raw_loop(
         elapsed,
         latency: Summary::of(&mut samples),
     })
+}
+
+/// Deletes every key, compacts physically and defragments, so that each
+/// phase starts from an (almost) empty database, as phase (a) does.
+async fn reset_etcd(endpoint: &str) -> anyhow::Result<()> {
+    let reset = async {
+        let mut c = etcd_client::Client::connect([endpoint], None).await?;
+        let resp = c
+            .delete("", Some(DeleteOptions::new().with_all_keys()))
+            .await?;
+        let rev = resp.header().map_or(0, |h| h.revision());
+        c.compact(rev, Some(CompactionOptions::new().with_physical()))
+            .await?;
+        c.maintenance_client().defragment().await?;
+        Ok::<_, etcd_client::Error>(())
+    };
+    tokio::time::timeout(Duration::from_secs(120), reset)
+        .await
+        .map_err(|_| anyhow::anyhow!("resetting etcd timed out"))??;
+    Ok(())
 }
 
 /// Runs the scenario.
@@ -156,6 +196,7 @@ pub async fn run(env: &Env, a: &RatioArgs) -> anyhow::Result<Row> {
         ("etcd", stat_path(etcd.pid())),
         ("bench", "/proc/self/stat".into()),
     ]);
+    reset_etcd(&etcd.endpoint).await?;
     let raw = raw_loop(&etcd.endpoint, a.clients, a.seconds, RawOp::Put).await?;
     let raw_cpu = meter.report();
     // Diagnostics: rkube's access pattern without rkube, and its parts.
@@ -163,6 +204,10 @@ pub async fn run(env: &Env, a: &RatioArgs) -> anyhow::Result<Row> {
     let mut diag_errors = 0;
     for (op, label) in [
         (RawOp::CreateTxn, "raw create txn alone"),
+        (
+            RawOp::CreateTxnWatched,
+            "raw create txn with a prefix watch open",
+        ),
         (
             RawOp::GetThenCreateTxn,
             "raw GET + create txn per write (rkube's pattern)",
@@ -172,6 +217,7 @@ pub async fn run(env: &Env, a: &RatioArgs) -> anyhow::Result<Row> {
             ("etcd", stat_path(etcd.pid())),
             ("bench", "/proc/self/stat".into()),
         ]);
+        reset_etcd(&etcd.endpoint).await?;
         let r = raw_loop(&etcd.endpoint, a.clients, a.seconds, op).await?;
         diag_errors += r.errors;
         diagnostics.push(format!(

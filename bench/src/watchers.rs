@@ -27,7 +27,8 @@ use crate::{Env, Row, Verdict};
 
 /// Target p99 delivery latency.
 const TARGET_P99_NS: u64 = 100_000_000;
-/// How long watchers may keep receiving after the writer is done.
+/// How long watchers may keep receiving after the writer is done: this
+/// plus twice the writing time.
 const GRACE: Duration = Duration::from_secs(30);
 /// Watches being opened at once (TLS handshakes are the costly part).
 const CONNECT_CONCURRENCY: usize = 50;
@@ -397,13 +398,16 @@ pub async fn run(env: &Env, a: &WatchArgs) -> anyhow::Result<Row> {
         "rkube-bench: writer done in {:.1} s ({} errors); waiting up to {} s for watchers",
         w.elapsed.as_secs_f64(),
         w.error_count,
-        GRACE.as_secs()
+        (GRACE + Duration::from_secs(2 * a.seconds)).as_secs()
     );
     let all = futures::future::join_all(handles);
     tokio::pin!(all);
-    let outs = match tokio::time::timeout(GRACE, &mut all).await {
+    let grace = GRACE + Duration::from_secs(2 * a.seconds);
+    let mut gave_up = false;
+    let outs = match tokio::time::timeout(grace, &mut all).await {
         Ok(outs) => outs,
         Err(_) => {
+            gave_up = true;
             let _ = stop_tx.send(true);
             all.await
         }
@@ -486,6 +490,12 @@ pub async fn run(env: &Env, a: &WatchArgs) -> anyhow::Result<Row> {
         per_event(server_cpu),
         per_event(bench_cpu),
     );
+    if gave_up {
+        result.push_str(&format!(
+            "; the harness stopped waiting {} s after the writer finished (missing events may be late, not lost)",
+            grace.as_secs()
+        ));
+    }
     if let Err(e) = &alive {
         result.push_str(&format!("; {e}"));
     }

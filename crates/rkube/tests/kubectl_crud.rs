@@ -474,3 +474,69 @@ fn cascading_deletion_orphan_and_foreground() {
         (gone("owner2") && gone("dep2")).then_some(())
     });
 }
+
+/// The versioned kubectl binaries shipped beside the default one (the
+/// machine's kubectl package has `kubectl.1.32`, `kubectl.1.33`, …).
+fn versioned_kubectls() -> Vec<std::path::PathBuf> {
+    let which = std::process::Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
+        .output();
+    let Ok(out) = which else { return vec![] };
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let Some(dir) = path.parent() else {
+        return vec![];
+    };
+    ["kubectl.1.32", "kubectl.1.33"]
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+#[test]
+fn kubectl_1_32_and_1_33_both_work() {
+    let bins = versioned_kubectls();
+    if bins.is_empty() {
+        eprintln!(
+            "no versioned kubectl binaries beside kubectl; the default kubectl is tested elsewhere"
+        );
+        return;
+    }
+    let s = Server::start();
+    for bin in bins {
+        let run = |args: &[&str], stdin: Option<&str>| -> String {
+            use std::io::Write;
+            let mut c = std::process::Command::new(&bin)
+                .arg("--kubeconfig")
+                .arg(&s.kubeconfig)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.unwrap_or("").as_bytes())
+                .unwrap();
+            let o = c.wait_with_output().unwrap();
+            assert!(
+                o.status.success(),
+                "{} {args:?}: {}",
+                bin.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let name = bin.file_name().unwrap().to_string_lossy().replace('.', "-");
+        let manifest = DEPLOY.replace("name: web\n", &format!("name: {name}\n"));
+        assert!(run(&["apply", "-f", "-"], Some(&manifest)).contains("created"));
+        assert!(run(&["apply", "-f", "-"], Some(&manifest)).contains("unchanged"));
+        assert!(
+            run(&["create", "configmap", &name, "--from-literal=a=b"], None).contains("created")
+        );
+        assert!(run(&["get", "deploy", &name, "-o", "wide"], None).contains("nginx,sidecar"));
+        assert!(run(&["explain", "deployment.spec.strategy"], None).contains("rollingUpdate"));
+    }
+}
