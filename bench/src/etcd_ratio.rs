@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{CompactionOptions, Compare, CompareOp, DeleteOptions, Txn, TxnOp, WatchOptions};
 
 use crate::load::CreateResult;
-use crate::procs::{stat_path, CpuMeter, EtcdServer, RkubeServer};
+use crate::procs::{start_etcd, stat_path, CpuMeter, RkubeServer};
 use crate::stats::{nanos, Summary};
 use crate::writes::{describe, write_load};
 use crate::{Env, Row, Verdict};
@@ -172,7 +172,7 @@ async fn reset_etcd(endpoint: &str) -> anyhow::Result<()> {
 
 /// Runs the scenario.
 pub async fn run(env: &Env, a: &RatioArgs) -> anyhow::Result<Row> {
-    let etcd = EtcdServer::start(&env.etcd_bin()?).await?;
+    let etcd = start_etcd(&env.etcd_bin()?).await?;
     let extra = vec![
         "--store".to_string(),
         "etcd".into(),

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use procs::{EtcdServer, ServerOpts};
+use procs::ServerOpts;
 
 #[derive(Parser)]
 #[command(name = "rkube-bench", about = "Benchmarks the rkube API server")]
@@ -133,7 +133,7 @@ impl Env {
 
     /// The etcd binary.
     pub fn etcd_bin(&self) -> anyhow::Result<PathBuf> {
-        EtcdServer::find_binary(self.etcd_bin.as_deref())
+        procs::find_etcd_binary(self.etcd_bin.as_deref())
     }
 }
 

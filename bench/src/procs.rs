@@ -362,121 +362,27 @@ pub fn stat_path(pid: u32) -> String {
     format!("/proc/{pid}/stat")
 }
 
-/// Kills `pid` if this harness dies without running destructors (e.g.
-/// SIGKILL), so no server is left behind.
-fn spawn_orphan_reaper(pid: u32) {
-    let script = format!(
-        "while kill -0 {parent} 2>/dev/null; do kill -0 {pid} 2>/dev/null || exit 0; sleep 1; done; kill -9 {pid} 2>/dev/null",
-        parent = std::process::id()
+use rkube_store::testing::spawn_orphan_reaper;
+/// A throwaway etcd on random loopback ports (the store crate's test
+/// support, shared with the conformance suite and the end-to-end tests).
+pub use rkube_store::testing::EtcdProcess as EtcdServer;
+
+/// Finds etcd: `bin` if given, else `etcd` on PATH (Debian's `etcd-server`).
+pub fn find_etcd_binary(bin: Option<&Path>) -> anyhow::Result<PathBuf> {
+    bin.map(Path::to_path_buf)
+        .or_else(rkube_store::testing::etcd_binary)
+        .ok_or_else(|| anyhow!("etcd not found: install Debian's etcd-server or pass --etcd-bin"))
+}
+
+/// Starts etcd and waits until it answers.
+pub async fn start_etcd(bin: &Path) -> anyhow::Result<EtcdServer> {
+    let etcd = EtcdServer::try_start(Some(bin.to_path_buf()))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    eprintln!(
+        "rkube-bench: etcd pid {} at {} ready",
+        etcd.pid(),
+        etcd.endpoint
     );
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-}
-
-/// A throwaway etcd on random loopback ports with its data in a temporary
-/// directory; killed on drop.
-pub struct EtcdServer {
-    child: Child,
-    dir: tempfile::TempDir,
-    /// `http://127.0.0.1:PORT`.
-    pub endpoint: String,
-}
-
-impl EtcdServer {
-    /// Finds etcd on PATH (Debian's `etcd-server` package installs
-    /// /usr/bin/etcd) unless `bin` is given.
-    pub fn find_binary(bin: Option<&Path>) -> anyhow::Result<PathBuf> {
-        if let Some(b) = bin {
-            return Ok(b.to_path_buf());
-        }
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
-            .map(|d| d.join("etcd"))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                anyhow!("etcd not found: install Debian's etcd-server or pass --etcd-bin")
-            })
-    }
-
-    /// Starts etcd and waits until it answers a status request.
-    pub async fn start(bin: &Path) -> anyhow::Result<EtcdServer> {
-        let mut last_log = String::new();
-        for _attempt in 0..3 {
-            let dir = tempfile::Builder::new()
-                .prefix("rkube-bench-etcd-")
-                .tempdir()?;
-            let (client, peer) = (free_port()?, free_port()?);
-            let log = std::fs::File::create(dir.path().join("etcd.log"))?;
-            let client_url = format!("http://127.0.0.1:{client}");
-            let peer_url = format!("http://127.0.0.1:{peer}");
-            let child = Command::new(bin)
-                .args(["--name", "bench"])
-                .arg("--data-dir")
-                .arg(dir.path().join("data"))
-                .args(["--listen-client-urls", &client_url])
-                .args(["--advertise-client-urls", &client_url])
-                .args(["--listen-peer-urls", &peer_url])
-                .args(["--initial-advertise-peer-urls", &peer_url])
-                .args(["--initial-cluster", &format!("bench={peer_url}")])
-                .args(["--log-level", "warn"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            spawn_orphan_reaper(child.id());
-            let mut etcd = EtcdServer {
-                child,
-                dir,
-                endpoint: client_url,
-            };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if etcd.child.try_wait()?.is_some() {
-                    break;
-                }
-                let probe = async {
-                    let mut c =
-                        etcd_client::Client::connect([etcd.endpoint.as_str()], None).await?;
-                    c.status().await
-                };
-                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), probe).await {
-                    eprintln!(
-                        "rkube-bench: etcd pid {} at {} ready",
-                        etcd.pid(),
-                        etcd.endpoint
-                    );
-                    return Ok(etcd);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            last_log =
-                std::fs::read_to_string(etcd.dir.path().join("etcd.log")).unwrap_or_default();
-        }
-        bail!("etcd did not become ready; last log:\n{last_log}")
-    }
-
-    /// etcd's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(etcd)
 }

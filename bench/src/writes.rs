@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::load::{configmap_body, create_loop, CreateLoad, CreateResult};
-use crate::procs::{stat_path, CpuMeter, EtcdServer, RkubeServer};
+use crate::procs::{start_etcd, stat_path, CpuMeter, EtcdServer, RkubeServer};
 use crate::stats::thousands;
 use crate::{Env, Row, StoreKind, Verdict};
 
@@ -70,7 +70,7 @@ pub async fn start_server(
     let mut extra = Vec::new();
     if store == StoreKind::Etcd {
         let endpoints = if etcd_endpoints.is_empty() {
-            let e = EtcdServer::start(&env.etcd_bin()?).await?;
+            let e = start_etcd(&env.etcd_bin()?).await?;
             let ep = e.endpoint.clone();
             etcd = Some(e);
             vec![ep]

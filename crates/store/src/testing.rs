@@ -48,17 +48,25 @@ impl EtcdProcess {
     /// Starts etcd on free loopback ports and waits until it answers.
     /// Panics (this is test support) when etcd is missing or never ready.
     pub async fn start() -> EtcdProcess {
-        let Some(bin) = etcd_binary() else {
-            panic!(
-                "etcd binary not found (install Debian's `etcd-server` package, or set RKUBE_ETCD_BIN); \
+        match Self::try_start(None).await {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`EtcdProcess::start`] with an explicit binary, returning errors.
+    pub async fn try_start(bin: Option<PathBuf>) -> Result<EtcdProcess, String> {
+        let Some(bin) = bin.or_else(etcd_binary) else {
+            return Err("etcd binary not found (install Debian's `etcd-server` package, or set RKUBE_ETCD_BIN); \
                  set RKUBE_SKIP_ETCD=1 to skip the etcd tests"
-            );
+                .to_string());
         };
         let mut last_log = String::new();
         for _attempt in 0..3 {
-            let dir = tempfile::tempdir().expect("tempdir");
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
             let (client, peer) = (free_port(), free_port());
-            let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log");
+            let log =
+                std::fs::File::create(dir.path().join("etcd.log")).map_err(|e| e.to_string())?;
             let client_url = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
             let child = Command::new(&bin)
@@ -70,11 +78,12 @@ impl EtcdProcess {
                 .args(["--listen-peer-urls", &peer_url])
                 .args(["--initial-advertise-peer-urls", &peer_url])
                 .args(["--initial-cluster", &format!("rkube-test={peer_url}")])
+                .args(["--log-level", "warn"])
                 .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("etcd log"))
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
                 .stderr(log)
                 .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
             spawn_orphan_reaper(child.id());
             let mut proc = EtcdProcess {
                 child,
@@ -89,7 +98,7 @@ impl EtcdProcess {
                 let connect = EtcdStore::connect(std::slice::from_ref(&proc.endpoint));
                 if let Ok(Ok(store)) = tokio::time::timeout(Duration::from_secs(3), connect).await {
                     if store.current_revision().await.is_ok() {
-                        return proc;
+                        return Ok(proc);
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -98,7 +107,7 @@ impl EtcdProcess {
                 std::fs::read_to_string(proc.dir.path().join("etcd.log")).unwrap_or_default();
             let _ = proc.child.kill();
         }
-        panic!("etcd did not become ready; last log:\n{last_log}");
+        Err(format!("etcd did not become ready; last log:\n{last_log}"))
     }
 
     /// The etcd process id.
@@ -107,9 +116,9 @@ impl EtcdProcess {
     }
 }
 
-/// Kills etcd if the test process dies without running destructors (e.g.
+/// Kills `etcd_pid` if this process dies without running destructors (e.g.
 /// SIGKILL on timeout), so no server is left behind.
-fn spawn_orphan_reaper(etcd_pid: u32) {
+pub fn spawn_orphan_reaper(etcd_pid: u32) {
     let script = format!(
         "while kill -0 {parent} 2>/dev/null; do kill -0 {etcd_pid} 2>/dev/null || exit 0; sleep 1; done; kill -9 {etcd_pid} 2>/dev/null",
         parent = std::process::id()
