@@ -234,11 +234,19 @@ fn non_resource(
             None => json_response(StatusCode::OK, &crate::discovery::api_group_list()),
         },
         "/api/v1" => json_response(StatusCode::OK, &crate::discovery::resource_list("", "v1")?),
-        "/openapi/v2" => bytes_response(
-            StatusCode::OK,
-            "application/json",
-            (*rkube_api::openapi::v2_document()).clone(),
-        ),
+        "/openapi/v2" => {
+            use rkube_api::openapi as oa;
+            // client-go asks for (and parses) the gnostic protobuf form only.
+            let (ct, doc) = if oa::v2_wants_protobuf(accept) {
+                (oa::V2_PROTOBUF_RESPONSE_CONTENT_TYPE, oa::v2_protobuf())
+            } else {
+                (oa::JSON_CONTENT_TYPE, oa::v2_document())
+            };
+            let mut r = bytes_response(StatusCode::OK, ct, (*doc).clone());
+            r.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
+            r
+        }
         "/openapi/v3" => json_response(StatusCode::OK, &rkube_api::openapi::v3_index()),
         _ => {
             if let Some(gv) = trimmed.strip_prefix("/openapi/v3/") {
@@ -424,7 +432,7 @@ async fn resource_request(
             .await;
             srv.metrics.inflight_watches.inc();
             let guard = WatchGuard(srv.clone());
-            let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |b| {
+            let stream = crate::rest::watch::coalesced(rx).map(move |b| {
                 let _g = &guard;
                 Ok::<Bytes, Infallible>(b)
             });

@@ -7,7 +7,10 @@
 //!   `apis/<group>/<version>`) with a `serverRelativeURL` carrying the
 //!   content hash of the document;
 //! * [`v3_document`]: the OpenAPI 3.0 JSON of one of those paths;
-//! * [`v2_document`]: the Swagger 2.0 JSON of `/openapi/v2`.
+//! * [`v2_document`]: the Swagger 2.0 JSON of `/openapi/v2`;
+//! * [`v2_protobuf`]: the same document as the gnostic protobuf
+//!   `openapi.v2.Document`, which client-go asks for (kubectl validates
+//!   `kind: List` manifests client-side with it).
 //!
 //! Every document is built once, on first use, and cached.
 //!
@@ -29,6 +32,9 @@ mod render_v3;
 mod schemas;
 #[cfg(test)]
 mod tests;
+mod v2_proto;
+
+pub use v2_proto::{v2_protobuf, v2_wants_protobuf};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -43,9 +49,17 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// 406 when it is the only acceptable type).
 pub const V3_PROTOBUF_CONTENT_TYPE: &str =
     "application/com.github.proto-openapi.spec.v3@v1.0+protobuf";
-/// Media type client-go asks for `/openapi/v2` in; not served.
+/// Media type client-go asks for `/openapi/v2` in: served by
+/// [`v2_protobuf`] (see [`v2_wants_protobuf`]).
 pub const V2_PROTOBUF_CONTENT_TYPE: &str =
     "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The `Content-Type` of [`v2_protobuf`] answers, also accepted in `Accept`.
+/// As upstream (kube-openapi), `.v1.0` rather than `@v1.0`: `@` is not a
+/// token character, and client-go fails the request ("mime: unexpected
+/// content after media subtype") when Go's `mime.ParseMediaType` rejects
+/// the response's content type.
+pub const V2_PROTOBUF_RESPONSE_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// A serialized document and the hash of its bytes.
 struct Doc {
