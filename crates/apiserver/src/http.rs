@@ -452,29 +452,13 @@ async fn resource_request(
             let (body, ct) = read_body(req).await?;
             let v = parse_json_body(&body, &ct)?;
             let r = crate::rest::write::create(rest, &t, v, &write_options(&q)?).await?;
-            let code = if r.created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(with_warnings(
-                json_response(code, &negotiate::render_object(res, r.obj, out)),
-                &r.warnings,
-            ))
+            Ok(write_response(res, r, out))
         }
         "update" => {
             let (body, ct) = read_body(req).await?;
             let v = parse_json_body(&body, &ct)?;
             let r = crate::rest::write::update(rest, &t, v, &write_options(&q)?).await?;
-            let code = if r.created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(with_warnings(
-                json_response(code, &negotiate::render_object(res, r.obj, out)),
-                &r.warnings,
-            ))
+            Ok(write_response(res, r, out))
         }
         "patch" => {
             let (body, ct) = read_body(req).await?;
@@ -497,15 +481,7 @@ async fn resource_request(
                 }
                 other => other?,
             };
-            let code = if r.created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(with_warnings(
-                json_response(code, &negotiate::render_object(res, r.obj, out)),
-                &r.warnings,
-            ))
+            Ok(write_response(res, r, out))
         }
         "delete" => {
             let (body, ct) = read_body(req).await?;
@@ -574,6 +550,23 @@ async fn resource_request(
             "the server does not allow this method on the requested resource",
         )),
     }
+}
+
+/// 201 for a created object, 200 otherwise, with the decoding warnings.
+fn write_response(
+    res: &'static rkube_api::ResourceInfo,
+    r: crate::rest::WriteResult,
+    out: negotiate::Output,
+) -> Resp {
+    let code = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    with_warnings(
+        json_response(code, &negotiate::render_object(res, r.obj, out)),
+        &r.warnings,
+    )
 }
 
 fn apply_delete_query(opts: &mut DeleteOptions, q: &HashMap<String, String>) -> ApiResult<()> {

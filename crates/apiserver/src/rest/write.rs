@@ -95,6 +95,17 @@ fn decode(
     }
 }
 
+/// The request body as an object of the target's kind: type checked,
+/// unknown fields handled per `fieldValidation`, namespace from the request.
+fn decode_body(t: &Target, body: Value, opts: &WriteOptions) -> ApiResult<(Value, Vec<String>)> {
+    let mut obj = body;
+    check_type(t, &mut obj, t.res.kind, &t.res.api_version())?;
+    let mut warnings = Vec::new();
+    let mut obj = decode(t.res, obj, opts.field_validation, &mut warnings)?;
+    set_namespace(t, &mut obj)?;
+    Ok((obj, warnings))
+}
+
 /// Refuses writes into a namespace that is missing (404) or terminating (403).
 async fn check_namespace(rest: &Rest, t: &Target, creating: bool) -> ApiResult<()> {
     let Some(ns) = t.namespace.as_deref().filter(|_| t.res.namespaced) else {
@@ -168,11 +179,7 @@ pub async fn create(
     opts: &WriteOptions,
 ) -> ApiResult<WriteResult> {
     let res = t.res;
-    let mut obj = body;
-    check_type(t, &mut obj, res.kind, &res.api_version())?;
-    let mut warnings = Vec::new();
-    let mut obj = decode(res, obj, opts.field_validation, &mut warnings)?;
-    set_namespace(t, &mut obj)?;
+    let (mut obj, warnings) = decode_body(t, body, opts)?;
     if name_of(&obj).is_empty() {
         if let Some(prefix) = meta_str(&obj, "generateName").map(str::to_string) {
             meta_mut(&mut obj).insert("name".into(), json!(generate_name(&prefix)));
@@ -339,11 +346,7 @@ pub async fn update(
     opts: &WriteOptions,
 ) -> ApiResult<WriteResult> {
     let res = t.res;
-    let mut obj = body;
-    check_type(t, &mut obj, res.kind, &res.api_version())?;
-    let mut warnings = Vec::new();
-    let mut obj = decode(res, obj, opts.field_validation, &mut warnings)?;
-    set_namespace(t, &mut obj)?;
+    let (mut obj, warnings) = decode_body(t, body, opts)?;
     let name = t.name().to_string();
     match meta_str(&obj, "name") {
         Some(n) if n == name => {}
