@@ -393,3 +393,80 @@ async fn binding_and_status_subresources() {
         .unwrap();
     assert_eq!(after.status.unwrap().phase.as_deref(), Some("Running"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_resource_version_semantics() {
+    use kube::api::VersionMatch;
+    let s = Server::start();
+    let c = s.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let a = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let rv_a = a.metadata.resource_version.unwrap();
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "b"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    // Exact: the list as it was at that revision.
+    let exact = cms
+        .list(
+            &ListParams::default()
+                .at(&rv_a)
+                .matching(VersionMatch::Exact),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = exact
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    assert_eq!(names, vec!["a"]);
+    assert_eq!(
+        exact.metadata.resource_version.as_deref(),
+        Some(rv_a.as_str())
+    );
+    // NotOlderThan an old revision: at least as new, so both.
+    let newer = cms
+        .list(
+            &ListParams::default()
+                .at(&rv_a)
+                .matching(VersionMatch::NotOlderThan),
+        )
+        .await
+        .unwrap();
+    assert_eq!(newer.items.len(), 2);
+    // "0": any cached state; consistent (unset): everything.
+    assert_eq!(
+        cms.list(&ListParams::default().at("0"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    assert_eq!(
+        cms.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
+    // A revision from the future is refused (504), not waited on forever.
+    // (kubectl here: the kube client retries 504s with backoff.)
+    let future = rv_a.parse::<i64>().unwrap() + 1_000_000;
+    let url = format!(
+        "/api/v1/namespaces/default/configmaps?resourceVersion={future}&resourceVersionMatch=Exact"
+    );
+    let o = s.kubectl(&["get", "--raw", &url]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Too large resource version"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
