@@ -470,3 +470,45 @@ async fn list_resource_version_semantics() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_get_periodic_bookmarks_when_asked() {
+    let s = Server::start_with(&["--bookmark-interval-seconds", "1"]);
+    let cms: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
+    let created = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "bm"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let rv = created.metadata.resource_version.unwrap();
+    let mut w = cms
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match ev {
+        WatchEvent::Bookmark(b) => assert!(
+            b.metadata.resource_version.parse::<i64>().unwrap() >= rv.parse::<i64>().unwrap()
+        ),
+        other => panic!("expected a BOOKMARK, got {other:?}"),
+    }
+    // Without allowWatchBookmarks, none is sent.
+    let mut w = cms
+        .watch(&WatchParams::default().disable_bookmarks(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(2500), w.try_next())
+            .await
+            .is_err(),
+        "no event without a change"
+    );
+}
