@@ -406,14 +406,19 @@ async fn resource_request(
                 ));
             let send_initial_events = q.get("sendInitialEvents").is_some_and(|v| v == "true");
             let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-            if send_initial_events
-                && (list.resource_version_match.as_deref() != Some("NotOlderThan") || !bookmarks)
-                && list.resource_version.is_some()
+            if send_initial_events && list.resource_version_match.as_deref() != Some("NotOlderThan")
             {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Invalid",
-                    "sendInitialEvents: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan and allowWatchBookmarks",
+                    "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to NotOlderThan",
+                ));
+            }
+            if send_initial_events && !bookmarks {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "allowWatchBookmarks: Forbidden: allowWatchBookmarks must be true when sendInitialEvents is set",
                 ));
             }
             let opts = WatchOptions {

@@ -512,3 +512,30 @@ async fn watches_get_periodic_bookmarks_when_asked() {
         "no event without a change"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_list_requests_are_checked_like_upstream() {
+    let s = Server::start();
+    let base = "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true";
+    // Without resourceVersionMatch=NotOlderThan, or without bookmarks: 422.
+    for q in ["", "&resourceVersionMatch=NotOlderThan"] {
+        let o = s.kubectl(&["get", "--raw", &format!("{base}{q}")]);
+        assert!(!o.status.success(), "{q} accepted");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Forbidden"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // With both and no resourceVersion: initial events from a consistent read, then the bookmark.
+    let o = s
+        .kubectl_cmd()
+        .args(["get", "--raw", &format!("{base}&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=2")])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("\"type\":\"BOOKMARK\"") && out.contains("k8s.io/initial-events-end"),
+        "{out}"
+    );
+}

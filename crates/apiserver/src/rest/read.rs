@@ -71,6 +71,9 @@ impl ListOptions {
         match resource_version_match.as_deref() {
             None => {}
             Some("NotOlderThan") | Some("Exact") if resource_version.is_some() => {}
+            // A streaming list (`watch` with sendInitialEvents) may leave the
+            // resourceVersion unset: start from a consistent read.
+            Some("NotOlderThan") if q.get("sendInitialEvents").is_some_and(|v| v == "true") => {}
             Some("NotOlderThan") | Some("Exact") => {
                 return Err(ApiError::new(
                     http::StatusCode::UNPROCESSABLE_ENTITY,

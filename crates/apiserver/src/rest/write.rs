@@ -712,7 +712,7 @@ fn pod_grace(res: &ResourceInfo, obj: &Value, requested: Option<i64>) -> i64 {
                 .and_then(Value::as_i64)
         })
         .unwrap_or(30);
-    // Upstream turns a requested 0 into 1 unless forced; `--force
-    // --grace-period=0` arrives as 0 and deletes at once.
+    // kubectl sends 0 only with `--force` (it turns `--grace-period=0`
+    // alone into 1); 0 deletes at once.
     g.max(0)
 }
