@@ -489,16 +489,7 @@ async fn resource_request(
             Ok(write_response(res, r, out))
         }
         "delete" => {
-            let (body, ct) = read_body(req).await?;
-            let mut opts = DeleteOptions::from_body(
-                if body.is_empty() {
-                    None
-                } else {
-                    Some(parse_json_body(&body, &ct)?)
-                }
-                .as_ref(),
-            )?;
-            apply_delete_query(&mut opts, &q)?;
+            let opts = delete_options(req, &q).await?;
             let (obj, gone) = crate::rest::write::delete(rest, &t, &opts).await?;
             // Upstream answers 202 when deletion is pending (grace period, finalizers).
             let code = if gone {
@@ -512,16 +503,7 @@ async fn resource_request(
             ))
         }
         "deletecollection" => {
-            let (body, ct) = read_body(req).await?;
-            let mut opts = DeleteOptions::from_body(
-                if body.is_empty() {
-                    None
-                } else {
-                    Some(parse_json_body(&body, &ct)?)
-                }
-                .as_ref(),
-            )?;
-            apply_delete_query(&mut opts, &q)?;
+            let opts = delete_options(req, &q).await?;
             let list = ListOptions {
                 resource_version: None,
                 limit: 0,
@@ -572,6 +554,22 @@ fn write_response(
         json_response(code, &negotiate::render_object(res, r.obj, out)),
         &r.warnings,
     )
+}
+
+/// DeleteOptions from the body (if any), overridden by query parameters.
+async fn delete_options(
+    req: Request<hyper::body::Incoming>,
+    q: &HashMap<String, String>,
+) -> ApiResult<DeleteOptions> {
+    let (body, ct) = read_body(req).await?;
+    let body = if body.is_empty() {
+        None
+    } else {
+        Some(parse_json_body(&body, &ct)?)
+    };
+    let mut opts = DeleteOptions::from_body(body.as_ref())?;
+    apply_delete_query(&mut opts, q)?;
+    Ok(opts)
 }
 
 fn apply_delete_query(opts: &mut DeleteOptions, q: &HashMap<String, String>) -> ApiResult<()> {

@@ -145,15 +145,7 @@ fn create_apply_get_and_formats() {
 fn invalid_objects_are_rejected_like_upstream() {
     let s = Server::start();
     let no_selector = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers: [{name: c, image: i}]\n";
-    let o = s
-        .kubectl_cmd()
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let o = feed(o, no_selector);
+    let o = s.apply_result(no_selector);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("spec.selector: Required value"), "{err}");
@@ -165,16 +157,7 @@ fn invalid_objects_are_rejected_like_upstream() {
     let err = s.fails(&["create", "configmap", "Bad_Name"]);
     assert!(err.contains("RFC 1123"), "{err}");
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n";
-    let o = feed(
-        s.kubectl_cmd()
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-        pod,
-    );
+    let o = s.apply_result(pod);
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("spec.containers: Required value"),
         "{}",
@@ -182,32 +165,12 @@ fn invalid_objects_are_rejected_like_upstream() {
     );
     // Unknown fields are refused by kubectl's default (Strict) validation.
     let typo = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\ndatta: {a: b}\n";
-    let o = feed(
-        s.kubectl_cmd()
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-        typo,
-    );
+    let o = s.apply_result(typo);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("unknown field \"datta\""),
         "{err}"
     );
-}
-
-fn feed(mut child: std::process::Child, input: &str) -> std::process::Output {
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[test]

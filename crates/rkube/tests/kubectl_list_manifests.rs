@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use common::Server;
+use common::{run_stdin, Server};
 
 const LIST: &str = r#"
 apiVersion: v1
@@ -71,24 +70,6 @@ items:
 
 fn list(name: &str) -> String {
     LIST.replace("NAME", name)
-}
-
-/// Runs `cmd` with `stdin` as standard input; returns the output whatever
-/// the exit code.
-fn run_stdin(mut cmd: Command, stdin: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("kubectl output")
 }
 
 fn text(o: &Output) -> String {

@@ -148,21 +148,9 @@ impl Server {
 
     /// Runs kubectl with `stdin` as standard input, asserting success.
     pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
-        let mut child = self
-            .kubectl_cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
+        let mut cmd = self.kubectl_cmd();
+        cmd.args(args);
+        let o = run_stdin(cmd, stdin);
         assert!(
             o.status.success(),
             "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
@@ -170,6 +158,13 @@ impl Server {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `kubectl apply -f -` of `yaml`, whatever the exit code.
+    pub fn apply_result(&self, yaml: &str) -> Output {
+        let mut cmd = self.kubectl_cmd();
+        cmd.args(["apply", "-f", "-"]);
+        run_stdin(cmd, yaml)
     }
 
     /// Applies YAML from a string with `kubectl apply -f -`.
@@ -192,6 +187,24 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `cmd` with `stdin` as standard input; returns the output whatever
+/// the exit code.
+pub fn run_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run command");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
 }
 
 pub fn kubectl_bin() -> String {
