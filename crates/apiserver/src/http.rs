@@ -181,7 +181,19 @@ async fn dispatch(
             String::new(),
         );
     };
-    let verb = info.verb.to_uppercase();
+    // Upstream's `verb` label: the HTTP method, with GET split into
+    // GET/LIST/WATCH.
+    let verb = match info.verb {
+        "create" => "POST",
+        "update" => "PUT",
+        "patch" => "PATCH",
+        "delete" | "deletecollection" => "DELETE",
+        "list" => "LIST",
+        "watch" => "WATCH",
+        "get" => "GET",
+        _ => "UNKNOWN",
+    }
+    .to_string();
     let resource = info.resource.clone();
     let resp = match resource_request(srv, info, q, accept.as_deref(), req).await {
         Ok(r) => r,
