@@ -503,3 +503,40 @@ fn kubectl_1_32_and_1_33_both_work() {
         assert!(run(&["explain", "deployment.spec.strategy"], None).contains("rollingUpdate"));
     }
 }
+
+#[test]
+fn gated_pods_show_scheduling_gated() {
+    let s = Server::start();
+    s.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: gated}\nspec:\n  schedulingGates: [{name: example.com/wait}]\n  containers: [{name: c, image: busybox}]\n");
+    let out = s.ok(&["get", "pod", "gated"]);
+    assert!(out.contains("SchedulingGated"), "{out}");
+    let reason = s.ok(&[
+        "get",
+        "pod",
+        "gated",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].reason}",
+    ]);
+    assert_eq!(reason, "SchedulingGated");
+    // Gates may be removed, never added.
+    s.ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#,
+    ]);
+    let err = s.fails(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"schedulingGates":[{"name":"again"}]}}"#,
+    ]);
+    assert!(
+        err.contains("Forbidden") || err.contains("forbidden"),
+        "{err}"
+    );
+}

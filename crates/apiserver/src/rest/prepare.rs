@@ -255,11 +255,24 @@ pub fn prepare_create(
                     .unwrap_or(json!("default"));
                 spec.insert("serviceAccount".into(), sa);
             }
+            let gated = obj
+                .pointer("/spec/schedulingGates")
+                .and_then(Value::as_array)
+                .is_some_and(|g| !g.is_empty());
+            let mut status = json!({"phase": "Pending", "qosClass": qos});
+            if gated {
+                // As upstream's pod strategy: a gated pod says why it waits.
+                status["conditions"] = json!([{
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "SchedulingGated",
+                    "message": "Scheduling is blocked due to non-empty scheduling gates",
+                    "lastProbeTime": null,
+                    "lastTransitionTime": now_rfc3339(),
+                }]);
+            }
             if let Some(o) = obj.as_object_mut() {
-                o.insert(
-                    "status".into(),
-                    json!({"phase": "Pending", "qosClass": qos}),
-                );
+                o.insert("status".into(), status);
             }
         }
         ("", "Namespace") => {
