@@ -1,6 +1,6 @@
 //! The `rkube` binary: `rkube server` runs the control plane (API server on
-//! embedded or etcd storage); later subcommands add the node agent,
-//! scheduler and controllers.
+//! embedded or etcd storage); `rkube agent` runs the node agent for one
+//! simulated node; later subcommands add the scheduler and controllers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +51,74 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         compaction_interval_seconds: u64,
     },
+    /// Run the node agent for one (simulated) node.
+    Agent(AgentArgs),
+}
+
+/// Flags of `rkube agent`.
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// Kubeconfig of the API server to register with.
+    #[arg(long)]
+    server_kubeconfig: PathBuf,
+    /// Name of the Node.
+    #[arg(long)]
+    node_name: String,
+    /// IPv4 pod CIDR of the node, e.g. 10.244.1.0/24.
+    #[arg(long)]
+    pod_cidr: String,
+    /// Maximum number of pods.
+    #[arg(long, default_value_t = rkube_node::maxpods::DEFAULT_MAX_PODS)]
+    max_pods: u32,
+    /// Extra node labels, key=value, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    node_labels: Vec<String>,
+    /// Taints to register with, key=value:Effect, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    register_with_taints: Vec<String>,
+    /// CPU capacity.
+    #[arg(long, default_value = "4")]
+    cpu: String,
+    /// Memory capacity.
+    #[arg(long, default_value = "8Gi")]
+    memory: String,
+    /// The node's InternalIP and the pods' hostIP.
+    #[arg(long, default_value = "127.0.0.1")]
+    node_ip: String,
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let AgentArgs {
+        server_kubeconfig,
+        node_name,
+        pod_cidr,
+        max_pods,
+        node_labels,
+        register_with_taints,
+        cpu,
+        memory,
+        node_ip,
+    } = args;
+    let mut config = rkube_node::NodeConfig::new(node_name, pod_cidr);
+    config.max_pods = max_pods;
+    config.cpu = cpu;
+    config.memory = memory;
+    config.host_ip = node_ip;
+    for l in node_labels.iter().filter(|l| !l.is_empty()) {
+        let (k, v) = rkube_node::agent::parse_label(l)?;
+        config.labels.insert(k, v);
+    }
+    for t in register_with_taints.iter().filter(|t| !t.is_empty()) {
+        config.taints.push(rkube_node::agent::parse_taint(t)?);
+    }
+    let client = rkube_node::NodeAgent::client_from_kubeconfig(&server_kubeconfig)
+        .await
+        .with_context(|| format!("loading {}", server_kubeconfig.display()))?;
+    tokio::select! {
+        r = rkube_node::NodeAgent::run(client, config) => r?,
+        _ = shutdown_signal() => {}
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -104,6 +172,7 @@ fn main() -> anyhow::Result<()> {
                 .await?;
                 Ok(())
             }
+            Cmd::Agent(args) => run_agent(args).await,
         }
     })
 }
