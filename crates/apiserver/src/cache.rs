@@ -125,10 +125,17 @@ pub enum CacheError {
 impl ResourceCache {
     /// Objects whose key starts with `prefix`, in key order.
     pub fn list(&self, prefix: &str) -> Vec<Arc<Value>> {
+        self.select(prefix, |_| true)
+    }
+
+    /// Objects under `prefix` for which `keep` holds, in key order; only
+    /// those are copied out of the cache.
+    pub fn select(&self, prefix: &str, keep: impl Fn(&Value) -> bool) -> Vec<Arc<Value>> {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
         st.objects
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, v)| keep(v))
             .map(|(_, v)| v.clone())
             .collect()
     }
@@ -385,6 +392,11 @@ impl Cacher {
     /// The revision the cache is current to.
     pub fn revision(&self) -> i64 {
         *self.rev_tx.borrow()
+    }
+
+    /// Every resource cache (one per storage prefix).
+    pub fn caches(&self) -> impl Iterator<Item = &Arc<ResourceCache>> {
+        self.by_prefix.values()
     }
 
     pub fn resource(&self, info: &ResourceInfo) -> Option<&Arc<ResourceCache>> {

@@ -53,29 +53,19 @@ fn target_of(obj: &Value) -> Option<Target> {
 /// Every cached object (in `namespace`, or anywhere for `None`) that names
 /// `uid` among its ownerReferences.
 fn dependents(rest: &Rest, uid: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for res in RESOURCES {
-        if !seen.insert(res.key_prefix()) || (namespace.is_some() && !res.namespaced) {
-            continue;
-        }
-        let Some(cache) = rest.cache.resource(res) else {
-            continue;
-        };
-        for obj in cache.list(&res.namespace_prefix(namespace)) {
-            let owned = obj
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| {
-                    refs.iter()
-                        .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
-                });
-            if owned {
-                out.push(obj);
-            }
-        }
-    }
-    out
+    let owned_by = |obj: &Value| {
+        obj.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|refs| {
+                refs.iter()
+                    .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+            })
+    };
+    rest.cache
+        .caches()
+        .filter(|c| namespace.is_none() || c.info.namespaced)
+        .flat_map(|c| c.select(&c.info.namespace_prefix(namespace), owned_by))
+        .collect()
 }
 
 async fn remove_finalizer(rest: &Rest, owner: &Value, finalizer: &str) {
@@ -149,25 +139,17 @@ async fn process(rest: &Rest, owner: &Value) {
 pub async fn run(rest: Arc<Rest>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut seen = std::collections::HashSet::new();
-        for res in RESOURCES {
-            if !seen.insert(res.key_prefix()) {
-                continue;
-            }
-            let Some(cache) = rest.cache.resource(res) else {
-                continue;
-            };
-            let pending: Vec<Arc<Value>> = cache
-                .list("")
-                .into_iter()
-                .filter(|o| {
-                    o.pointer("/metadata/deletionTimestamp").is_some()
-                        && (has_finalizer(o, ORPHAN) || has_finalizer(o, FOREGROUND))
-                })
-                .collect();
-            for owner in pending {
-                process(&rest, &owner).await;
-            }
+        let in_progress = |o: &Value| {
+            o.pointer("/metadata/deletionTimestamp").is_some()
+                && (has_finalizer(o, ORPHAN) || has_finalizer(o, FOREGROUND))
+        };
+        let pending: Vec<Arc<Value>> = rest
+            .cache
+            .caches()
+            .flat_map(|c| c.select("", in_progress))
+            .collect();
+        for owner in pending {
+            process(&rest, &owner).await;
         }
     }
 }

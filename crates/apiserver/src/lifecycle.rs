@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rkube_api::resources::{self, RESOURCES};
+use rkube_api::resources;
 use serde_json::{json, Value};
 
 use crate::rest::write::{self, DeleteOptions, PatchType};
@@ -98,10 +98,7 @@ pub async fn run_namespace_controller(rest: Arc<Rest>) {
         return;
     };
     loop {
-        for ns in cache.list("") {
-            if ns.pointer("/metadata/deletionTimestamp").is_none() {
-                continue;
-            }
+        for ns in cache.select("", |n| n.pointer("/metadata/deletionTimestamp").is_some()) {
             let name = crate::rest::name_of(&ns).to_string();
             if let Err(e) = finalize_namespace(&rest, &name, &ns).await {
                 tracing::warn!(namespace = %name, error = %e, "namespace cleanup failed; will retry");
@@ -117,14 +114,8 @@ async fn finalize_namespace(
     ns: &Value,
 ) -> Result<(), crate::error::ApiError> {
     let mut remaining = 0usize;
-    let mut seen_prefixes = std::collections::HashSet::new();
-    for res in RESOURCES.iter().filter(|r| r.namespaced) {
-        if !seen_prefixes.insert(res.key_prefix()) {
-            continue;
-        }
-        let Some(cache) = rest.cache.resource(res) else {
-            continue;
-        };
+    for cache in rest.cache.caches().filter(|c| c.info.namespaced) {
+        let res = cache.info;
         let items = cache.list(&res.namespace_prefix(Some(name)));
         remaining += items.len();
         for item in items {

@@ -438,27 +438,9 @@ fn cascading_deletion_orphan_and_foreground() {
     });
 }
 
-/// The versioned kubectl binaries shipped beside the default one (the
-/// machine's kubectl package has `kubectl.1.32`, `kubectl.1.33`, …).
-fn versioned_kubectls() -> Vec<std::path::PathBuf> {
-    let which = std::process::Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
-        .output();
-    let Ok(out) = which else { return vec![] };
-    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let Some(dir) = path.parent() else {
-        return vec![];
-    };
-    ["kubectl.1.32", "kubectl.1.33"]
-        .iter()
-        .map(|n| dir.join(n))
-        .filter(|p| p.is_file())
-        .collect()
-}
-
 #[test]
 fn kubectl_1_32_and_1_33_both_work() {
-    let bins = versioned_kubectls();
+    let bins = common::versioned_kubectls();
     if bins.is_empty() {
         eprintln!(
             "no versioned kubectl binaries beside kubectl; the default kubectl is tested elsewhere"

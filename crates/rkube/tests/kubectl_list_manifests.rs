@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{run_stdin, Server};
@@ -146,25 +146,6 @@ fn list_manifests_are_validated_against_openapi_v2() {
     );
 }
 
-/// The versioned kubectl binaries shipped beside the default one, if any.
-fn versioned_kubectls() -> Vec<PathBuf> {
-    let which = Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
-        .output();
-    let Ok(out) = which else {
-        return vec![];
-    };
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let Some(dir) = path.parent() else {
-        return vec![];
-    };
-    ["kubectl.1.32", "kubectl.1.33"]
-        .iter()
-        .map(|n| dir.join(n))
-        .filter(|p| p.is_file())
-        .collect()
-}
-
 fn versioned(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin);
     c.arg("--kubeconfig").arg(kubeconfig).args(args);
@@ -174,7 +155,7 @@ fn versioned(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Command {
 
 #[test]
 fn kubectl_1_32_and_1_33_validate_lists() {
-    let bins = versioned_kubectls();
+    let bins = common::versioned_kubectls();
     if bins.is_empty() {
         eprintln!("no versioned kubectl binaries beside kubectl; the default one is tested above");
         return;

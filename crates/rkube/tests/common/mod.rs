@@ -207,6 +207,26 @@ pub fn run_stdin(mut cmd: Command, stdin: &str) -> Output {
     child.wait_with_output().expect("wait")
 }
 
+/// The versioned kubectl binaries shipped beside the default one (the
+/// machine's kubectl package has `kubectl.1.32`, `kubectl.1.33`, …).
+pub fn versioned_kubectls() -> Vec<PathBuf> {
+    let Ok(out) = Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
+        .output()
+    else {
+        return vec![];
+    };
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let Some(dir) = path.parent() else {
+        return vec![];
+    };
+    ["kubectl.1.32", "kubectl.1.33"]
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
 pub fn kubectl_bin() -> String {
     std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
 }
