@@ -237,9 +237,13 @@ fn patch_label_annotate_scale_and_delete() {
     );
     let desc = s.ok(&["describe", "deploy", "web"]);
     assert!(
-        desc.contains("Name:") && desc.contains("web") && desc.contains("note: hello")
-            || desc.contains("note=hello")
-            || desc.contains("Annotations:"),
+        desc.lines()
+            .any(|l| l.starts_with("Name:") && l.ends_with("web")),
+        "{desc}"
+    );
+    assert!(desc.contains("note: hello"), "{desc}");
+    assert!(
+        desc.contains("Replicas:") && desc.contains("7 desired"),
         "{desc}"
     );
     let out = s.ok(&["delete", "deploy", "web"]);
