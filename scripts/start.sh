@@ -14,4 +14,4 @@ if ! command -v protoc >/dev/null 2>&1; then
   fi
 fi
 cargo build --release -p rkube
-exec ./target/release/rkube server --data-dir "$PWD/.rkube" "$@"
+exec ./target/release/rkube server --data-dir "$PWD/.rkube" --simulated-nodes 1 "$@"

@@ -109,10 +109,19 @@ impl PodRuntimeStatus {
 pub trait Runtime: Send + Sync {
     /// Starts (or, if already started, keeps) the pod's containers.
     async fn start_pod(&self, pod: &Pod) -> Result<(), RuntimeError>;
+    /// Takes in a change of a running pod's object (e.g. its annotations).
+    async fn update_pod(&self, _pod: &Pod) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    /// Starts the named container of the pod again after it exited.
+    async fn restart_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError>;
     /// Stops the pod with this uid; stopping an unknown pod is not an error.
     async fn stop_pod(&self, uid: &str) -> Result<(), RuntimeError>;
     /// The current status of the pod with this uid.
     async fn status(&self, uid: &str) -> Result<PodRuntimeStatus, RuntimeError>;
+    /// How long until the pod's status may change on its own (without a
+    /// pod update); `None`: only on updates. The agent looks again then.
+    fn next_change(&self, uid: &str) -> Option<Duration>;
 }
 
 /// Parses durations like `500ms`, `2s`, `1m`, `1h`.
@@ -131,13 +140,26 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 #[derive(Debug, Clone)]
-struct SimPod {
+struct SimContainer {
+    name: String,
+    image: String,
     started: Instant,
+    started_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+struct SimPod {
     started_at: Timestamp,
     exit_after: Option<Duration>,
     exit_code: i32,
     ready: bool,
-    containers: Vec<(String, String)>,
+    containers: Vec<SimContainer>,
+}
+
+impl SimPod {
+    fn exited(&self, c: &SimContainer) -> Option<Duration> {
+        self.exit_after.filter(|d| c.started.elapsed() >= *d)
+    }
 }
 
 /// A runtime that runs nothing: pods are Running immediately.
@@ -163,6 +185,10 @@ fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
         .as_ref()
         .and_then(|a| a.get(key))
         .map(String::as_str)
+}
+
+fn ready_annotation(pod: &Pod) -> bool {
+    annotation(pod, ANN_READY) != Some("false")
 }
 
 #[async_trait]
@@ -194,14 +220,20 @@ impl Runtime for SimulatedRuntime {
                     reason: "expected an integer",
                 })?,
         };
-        let ready = annotation(pod, ANN_READY) != Some("false");
+        let ready = ready_annotation(pod);
+        let (started, started_at) = (Instant::now(), Timestamp::now());
         let containers = pod
             .spec
             .as_ref()
             .map(|s| {
                 s.containers
                     .iter()
-                    .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                    .map(|c| SimContainer {
+                        name: c.name.clone(),
+                        image: c.image.clone().unwrap_or_default(),
+                        started,
+                        started_at,
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -209,8 +241,7 @@ impl Runtime for SimulatedRuntime {
         self.pods().insert(
             uid,
             SimPod {
-                started: Instant::now(),
-                started_at: Timestamp::now(),
+                started_at,
                 exit_after,
                 exit_code,
                 ready,
@@ -220,45 +251,78 @@ impl Runtime for SimulatedRuntime {
         Ok(())
     }
 
+    async fn update_pod(&self, pod: &Pod) -> Result<(), RuntimeError> {
+        let uid = pod.metadata.uid.as_deref().ok_or(RuntimeError::NoUid)?;
+        if let Some(p) = self.pods().get_mut(uid) {
+            p.ready = ready_annotation(pod);
+        }
+        Ok(())
+    }
+
+    async fn restart_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {
+        let mut pods = self.pods();
+        let c = pods
+            .get_mut(uid)
+            .and_then(|p| p.containers.iter_mut().find(|c| c.name == container))
+            .ok_or_else(|| RuntimeError::NotFound(format!("{uid}/{container}")))?;
+        c.started = Instant::now();
+        c.started_at = Timestamp::now();
+        Ok(())
+    }
+
     async fn stop_pod(&self, uid: &str) -> Result<(), RuntimeError> {
         self.pods().remove(uid);
         Ok(())
     }
 
     async fn status(&self, uid: &str) -> Result<PodRuntimeStatus, RuntimeError> {
-        let p = self
-            .pods()
+        let pods = self.pods();
+        let p = pods
             .get(uid)
-            .cloned()
             .ok_or_else(|| RuntimeError::NotFound(uid.to_string()))?;
-        let exited = p.exit_after.filter(|d| p.started.elapsed() >= *d);
-        let state = match exited {
-            None => ContainerState::Running {
-                started_at: p.started_at,
-            },
-            Some(d) => ContainerState::Terminated {
-                started_at: p.started_at,
-                finished_at: p
-                    .started_at
-                    .checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::ZERO))
-                    .unwrap_or(p.started_at),
-                exit_code: p.exit_code,
-            },
-        };
-        let running = exited.is_none();
+        let containers = p
+            .containers
+            .iter()
+            .map(|c| {
+                let exited = p.exited(c);
+                let state = match exited {
+                    None => ContainerState::Running {
+                        started_at: c.started_at,
+                    },
+                    Some(d) => ContainerState::Terminated {
+                        started_at: c.started_at,
+                        finished_at: c
+                            .started_at
+                            .checked_add(
+                                SignedDuration::try_from(d).unwrap_or(SignedDuration::ZERO),
+                            )
+                            .unwrap_or(c.started_at),
+                        exit_code: p.exit_code,
+                    },
+                };
+                ContainerRuntimeStatus {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    ready: exited.is_none() && p.ready,
+                    state,
+                }
+            })
+            .collect();
         Ok(PodRuntimeStatus {
             started_at: p.started_at,
-            containers: p
-                .containers
-                .into_iter()
-                .map(|(name, image)| ContainerRuntimeStatus {
-                    name,
-                    image,
-                    ready: running && p.ready,
-                    state: state.clone(),
-                })
-                .collect(),
+            containers,
         })
+    }
+
+    fn next_change(&self, uid: &str) -> Option<Duration> {
+        let pods = self.pods();
+        let p = pods.get(uid)?;
+        let after = p.exit_after?;
+        p.containers
+            .iter()
+            .filter(|c| p.exited(c).is_none())
+            .map(|c| after.saturating_sub(c.started.elapsed()))
+            .min()
     }
 }
 
@@ -367,5 +431,40 @@ mod tests {
         let mut no_uid = pod("z", &[]);
         no_uid.metadata.uid = None;
         assert_eq!(rt.start_pod(&no_uid).await, Err(RuntimeError::NoUid));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restarts_readiness_updates_and_next_change() {
+        let rt = SimulatedRuntime::new();
+        rt.start_pod(&pod("r", &[(ANN_EXIT_AFTER, "2s"), (ANN_READY, "false")]))
+            .await
+            .unwrap();
+        assert_eq!(rt.next_change("r"), Some(Duration::from_secs(2)));
+        assert!(!rt.status("r").await.unwrap().ready());
+        rt.update_pod(&pod("r", &[(ANN_EXIT_AFTER, "2s")]))
+            .await
+            .unwrap();
+        assert!(
+            rt.status("r").await.unwrap().ready(),
+            "ready follows the annotation"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(
+            rt.status("r").await.unwrap().phase(),
+            RuntimePhase::Succeeded
+        );
+        assert_eq!(rt.next_change("r"), None, "nothing left to change");
+        rt.restart_container("r", "c").await.unwrap();
+        let s = rt.status("r").await.unwrap();
+        assert_eq!(s.phase(), RuntimePhase::Running);
+        assert_eq!(rt.next_change("r"), Some(Duration::from_secs(2)));
+        assert!(matches!(
+            rt.restart_container("r", "nope").await,
+            Err(RuntimeError::NotFound(_))
+        ));
+        assert_eq!(rt.next_change("unknown"), None);
+        let forever = SimulatedRuntime::new();
+        forever.start_pod(&pod("f", &[])).await.unwrap();
+        assert_eq!(forever.next_change("f"), None);
     }
 }

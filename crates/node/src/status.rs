@@ -4,15 +4,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ContainerState as K8sContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStatus, HostIP, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo, PodCondition,
-    PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, HostIP, Node, NodeAddress, NodeCondition, NodeStatus,
+    NodeSystemInfo, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::agent::NodeConfig;
-use crate::runtime::{ContainerState, PodRuntimeStatus, RuntimePhase};
+use crate::config::NodeConfig;
+use crate::lifecycle::{PodView, State};
 
 /// The kubelet version the agent reports.
 pub const KUBELET_VERSION: &str = concat!("v1.33.0-rkube.", env!("CARGO_PKG_VERSION"));
@@ -40,156 +40,257 @@ pub fn node_labels(cfg: &NodeConfig) -> BTreeMap<String, String> {
     l
 }
 
-fn node_condition(type_: &str, ok: bool, reason: &str, message: &str, now: &Time) -> NodeCondition {
+fn node_condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    heartbeat: Timestamp,
+    since: Timestamp,
+) -> NodeCondition {
     NodeCondition {
         type_: type_.to_string(),
         status: if ok { "True" } else { "False" }.to_string(),
         reason: Some(reason.to_string()),
         message: Some(message.to_string()),
-        last_heartbeat_time: Some(now.clone()),
-        last_transition_time: Some(now.clone()),
+        last_heartbeat_time: Some(Time(heartbeat)),
+        last_transition_time: Some(Time(since)),
     }
+}
+
+/// The conditions of a healthy node: no pressure, Ready since `since`.
+pub fn node_conditions(heartbeat: Timestamp, since: Timestamp) -> Vec<NodeCondition> {
+    vec![
+        node_condition(
+            "MemoryPressure",
+            false,
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+            heartbeat,
+            since,
+        ),
+        node_condition(
+            "DiskPressure",
+            false,
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+            heartbeat,
+            since,
+        ),
+        node_condition(
+            "PIDPressure",
+            false,
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+            heartbeat,
+            since,
+        ),
+        node_condition(
+            "Ready",
+            true,
+            "KubeletReady",
+            "kubelet is posting ready status",
+            heartbeat,
+            since,
+        ),
+    ]
+}
+
+fn node_info(name: &str, arch: &str, runtime_version: &str) -> NodeSystemInfo {
+    NodeSystemInfo {
+        architecture: arch.to_string(),
+        boot_id: String::new(),
+        container_runtime_version: runtime_version.to_string(),
+        kernel_version: String::new(),
+        kube_proxy_version: String::new(),
+        kubelet_version: KUBELET_VERSION.to_string(),
+        machine_id: name.to_string(),
+        operating_system: "linux".into(),
+        os_image: "rkube simulated node".into(),
+        system_uuid: name.to_string(),
+        ..Default::default()
+    }
+}
+
+fn addresses(name: &str, host_ip: &str) -> Vec<NodeAddress> {
+    vec![
+        NodeAddress {
+            type_: "InternalIP".into(),
+            address: host_ip.to_string(),
+        },
+        NodeAddress {
+            type_: "Hostname".into(),
+            address: name.to_string(),
+        },
+    ]
 }
 
 /// The full node status the agent posts.
 pub fn node_status(cfg: &NodeConfig, now: Timestamp) -> NodeStatus {
-    let now = Time(now);
     NodeStatus {
         capacity: Some(resources(cfg)),
         allocatable: Some(resources(cfg)),
-        addresses: Some(vec![
-            NodeAddress {
-                type_: "InternalIP".into(),
-                address: cfg.host_ip.clone(),
-            },
-            NodeAddress {
-                type_: "Hostname".into(),
-                address: cfg.node_name.clone(),
-            },
-        ]),
-        conditions: Some(vec![
-            node_condition(
-                "MemoryPressure",
-                false,
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
-                &now,
-            ),
-            node_condition(
-                "DiskPressure",
-                false,
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
-                &now,
-            ),
-            node_condition(
-                "PIDPressure",
-                false,
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-                &now,
-            ),
-            node_condition(
-                "Ready",
-                true,
-                "KubeletReady",
-                "kubelet is posting ready status",
-                &now,
-            ),
-        ]),
-        node_info: Some(NodeSystemInfo {
-            architecture: cfg.arch.clone(),
-            boot_id: String::new(),
-            container_runtime_version: format!("simulated://{}", env!("CARGO_PKG_VERSION")),
-            kernel_version: String::new(),
-            kube_proxy_version: String::new(),
-            kubelet_version: KUBELET_VERSION.to_string(),
-            machine_id: cfg.node_name.clone(),
-            operating_system: "linux".into(),
-            os_image: "rkube simulated node".into(),
-            system_uuid: cfg.node_name.clone(),
-            ..Default::default()
-        }),
+        addresses: Some(addresses(&cfg.node_name, &cfg.host_ip)),
+        conditions: Some(node_conditions(now, now)),
+        node_info: Some(node_info(&cfg.node_name, &cfg.arch, &cfg.runtime_version)),
         ..Default::default()
     }
 }
 
-fn pod_condition(type_: &str, ok: bool, now: &Time) -> PodCondition {
+/// The status a simulator posts for a Node it adopts: what the Node was
+/// created with is kept; missing capacity gets the simulator's defaults,
+/// missing allocatable the capacity, missing addresses `host_ip`.
+pub fn adopted_status(node: &Node, host_ip: &str, now: Timestamp) -> NodeStatus {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let given = node.status.clone().unwrap_or_default();
+    let defaults = NodeConfig::new(name.clone());
+    let capacity = given
+        .capacity
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| resources(&defaults));
+    let allocatable = given
+        .allocatable
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| capacity.clone());
+    let arch = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kubernetes.io/arch"))
+        .cloned()
+        .unwrap_or_else(|| defaults.arch.clone());
+    NodeStatus {
+        capacity: Some(capacity),
+        allocatable: Some(allocatable),
+        addresses: given
+            .addresses
+            .filter(|a| !a.is_empty())
+            .or_else(|| Some(addresses(&name, host_ip))),
+        conditions: Some(node_conditions(now, now)),
+        node_info: given
+            .node_info
+            .or_else(|| Some(node_info(&name, &arch, &defaults.runtime_version))),
+        ..Default::default()
+    }
+}
+
+/// The node's pod capacity from its status, if it gives one.
+pub fn capacity_pods(node: &Node) -> Option<u32> {
+    node.status
+        .as_ref()?
+        .capacity
+        .as_ref()?
+        .get("pods")?
+        .0
+        .parse()
+        .ok()
+}
+
+/// The node's InternalIP from its status, if it gives one.
+pub fn internal_ip(node: &Node) -> Option<String> {
+    node.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+}
+
+fn pod_condition(type_: &str, ok: bool, since: Timestamp) -> PodCondition {
     PodCondition {
         type_: type_.to_string(),
         status: if ok { "True" } else { "False" }.to_string(),
-        last_transition_time: Some(now.clone()),
+        last_transition_time: Some(Time(since)),
         ..Default::default()
     }
 }
 
-/// The pod status for a pod the runtime runs, with address `pod_ip`.
-pub fn pod_status(rt: &PodRuntimeStatus, pod_ip: &str, host_ip: &str, uid: &str) -> PodStatus {
-    let now = Time(Timestamp::now());
-    let phase = rt.phase();
-    let ready = phase == RuntimePhase::Running && rt.ready();
-    let containers = rt
+fn container_state(s: &State) -> K8sContainerState {
+    match s {
+        State::Running { started_at } => K8sContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(Time(*started_at)),
+            }),
+            ..Default::default()
+        },
+        State::Terminated {
+            started_at,
+            finished_at,
+            exit_code,
+        } => K8sContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: *exit_code,
+                reason: Some(
+                    if *exit_code == 0 {
+                        "Completed"
+                    } else {
+                        "Error"
+                    }
+                    .into(),
+                ),
+                started_at: Some(Time(*started_at)),
+                finished_at: Some(Time(*finished_at)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        State::Waiting { reason, message } => K8sContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.to_string()),
+                message: (!message.is_empty()).then(|| message.clone()),
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+/// Where and since when a pod runs, for its status.
+#[derive(Debug, Clone)]
+pub struct PodPlacement<'a> {
+    pub uid: &'a str,
+    pub pod_ip: &'a str,
+    pub host_ip: &'a str,
+    /// When the Ready condition last changed.
+    pub ready_since: Timestamp,
+}
+
+/// The pod status for `view`.
+pub fn pod_status(view: &PodView, at: &PodPlacement<'_>) -> PodStatus {
+    let containers = view
         .containers
         .iter()
-        .map(|c| {
-            let state = match &c.state {
-                ContainerState::Running { started_at } => K8sContainerState {
-                    running: Some(ContainerStateRunning {
-                        started_at: Some(Time(*started_at)),
-                    }),
-                    ..Default::default()
-                },
-                ContainerState::Terminated {
-                    started_at,
-                    finished_at,
-                    exit_code,
-                } => K8sContainerState {
-                    terminated: Some(ContainerStateTerminated {
-                        exit_code: *exit_code,
-                        reason: Some(
-                            if *exit_code == 0 {
-                                "Completed"
-                            } else {
-                                "Error"
-                            }
-                            .into(),
-                        ),
-                        started_at: Some(Time(*started_at)),
-                        finished_at: Some(Time(*finished_at)),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            };
-            ContainerStatus {
-                name: c.name.clone(),
-                image: c.image.clone(),
-                image_id: String::new(),
-                container_id: Some(format!("simulated://{uid}/{}", c.name)),
-                ready: c.ready,
-                started: Some(matches!(c.state, ContainerState::Running { .. })),
-                restart_count: 0,
-                state: Some(state),
-                ..Default::default()
-            }
+        .map(|c| ContainerStatus {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            image_id: String::new(),
+            container_id: Some(format!("simulated://{}/{}", at.uid, c.name)),
+            ready: c.ready,
+            started: Some(matches!(c.state, State::Running { .. })),
+            restart_count: c.restart_count,
+            state: Some(container_state(&c.state)),
+            last_state: c.last_state.as_ref().map(container_state),
+            ..Default::default()
         })
         .collect();
+    let started = view.started_at;
     PodStatus {
-        phase: Some(phase.as_str().to_string()),
-        host_ip: Some(host_ip.to_string()),
+        phase: Some(view.phase.as_str().to_string()),
+        host_ip: Some(at.host_ip.to_string()),
         host_ips: Some(vec![HostIP {
-            ip: host_ip.to_string(),
+            ip: at.host_ip.to_string(),
         }]),
-        pod_ip: Some(pod_ip.to_string()),
+        pod_ip: Some(at.pod_ip.to_string()),
         pod_ips: Some(vec![PodIP {
-            ip: pod_ip.to_string(),
+            ip: at.pod_ip.to_string(),
         }]),
-        start_time: Some(Time(rt.started_at)),
+        start_time: Some(Time(started)),
         conditions: Some(vec![
-            pod_condition("PodScheduled", true, &now),
-            pod_condition("Initialized", true, &now),
-            pod_condition("ContainersReady", ready, &now),
-            pod_condition("Ready", ready, &now),
+            pod_condition("PodReadyToStartContainers", true, started),
+            pod_condition("Initialized", true, started),
+            pod_condition("Ready", view.ready, at.ready_since),
+            pod_condition("ContainersReady", view.ready, at.ready_since),
+            pod_condition("PodScheduled", true, started),
         ]),
         container_statuses: Some(containers),
         ..Default::default()
@@ -204,6 +305,16 @@ pub fn out_of_pods_status(max_pods: u32) -> PodStatus {
         message: Some(format!(
             "Pod was rejected: Node didn't have enough resource: pods, capacity: {max_pods}"
         )),
+        ..Default::default()
+    }
+}
+
+/// The status of a pod the runtime could not start.
+pub fn start_error_status(message: String) -> PodStatus {
+    PodStatus {
+        phase: Some("Failed".into()),
+        reason: Some("StartError".into()),
+        message: Some(message),
         ..Default::default()
     }
 }

@@ -1,6 +1,7 @@
 //! The `rkube` binary: `rkube server` runs the control plane (API server on
-//! embedded or etcd storage); `rkube agent` runs the node agent for one
-//! simulated node; later subcommands add the scheduler and controllers.
+//! embedded or etcd storage, node IPAM, the node simulator); `rkube agent`
+//! runs the node agent for one node, or many simulated nodes; later
+//! subcommands add the scheduler and controllers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use rkube_store::Store;
 #[command(
     name = "rkube",
     version,
+    args_override_self = true,
     about = "A Kubernetes-compatible container orchestrator in one binary"
 )]
 struct Cli {
@@ -50,72 +52,219 @@ enum Cmd {
         /// Interval of storage compaction, in seconds.
         #[arg(long, default_value_t = 300)]
         compaction_interval_seconds: u64,
+        #[command(flatten)]
+        sim: ServerSimArgs,
     },
-    /// Run the node agent for one (simulated) node.
+    /// Run a node agent: one node, or with --simulate N simulated nodes.
     Agent(AgentArgs),
+}
+
+/// Flags of the components `rkube server` runs in process.
+#[derive(clap::Args, Clone)]
+struct ServerSimArgs {
+    /// Run this many simulated nodes in the server (named sim-node-0, ...).
+    /// Nodes created with the annotation rkube.io/simulated="true" are
+    /// simulated too, whatever this says.
+    #[arg(long, default_value_t = 0)]
+    simulated_nodes: usize,
+    /// Names of the simulated nodes: PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "sim-node-")]
+    simulated_node_prefix: String,
+    #[command(flatten)]
+    heartbeat: HeartbeatArgs,
+    /// IPv4 range node pod CIDRs are allocated from.
+    #[arg(long, default_value = "10.128.0.0/11")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+}
+
+/// Runs the in-process components once the API server is ready.
+async fn run_components(kubeconfig: PathBuf, sim: ServerSimArgs) -> anyhow::Result<()> {
+    let client = rkube_node::client_from_kubeconfig(&kubeconfig, None).await?;
+    let sim_cfg = rkube_node::SimConfig {
+        count: sim.simulated_nodes,
+        prefix: sim.simulated_node_prefix.clone(),
+        template: rkube_node::NodeConfig::new(""),
+        adopt_annotated: true,
+    };
+    let mut set = tokio::task::JoinSet::new();
+    let ipam = rkube_controllers::nodeipam::NodeIpamConfig {
+        cluster_cidr: sim.cluster_cidr.clone(),
+        node_cidr_mask_size: sim.node_cidr_mask_size,
+    };
+    let ipam_client = client.clone();
+    set.spawn(async move {
+        rkube_controllers::nodeipam::run(ipam_client, ipam)
+            .await
+            .context("node IPAM controller")
+    });
+    let cfg = sim.heartbeat.engine_config();
+    set.spawn(async move {
+        rkube_node::sim::run(client, sim_cfg, cfg)
+            .await
+            .context("node simulator")
+    });
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
+/// A duration flag: `500ms`, `10s`, `5m`, `1h`.
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    rkube_node::runtime::parse_duration(s)
+        .ok_or_else(|| format!("invalid duration {s:?}, want e.g. 500ms, 10s, 5m"))
+}
+
+/// Heartbeat flags shared by `rkube agent` and `rkube server`.
+#[derive(clap::Args, Clone)]
+struct HeartbeatArgs {
+    /// How often a node renews its Lease.
+    #[arg(long, value_parser = duration_arg, default_value = "10s")]
+    node_lease_renew_interval: Duration,
+    /// How often a node re-posts its status when nothing changed.
+    #[arg(long, value_parser = duration_arg, default_value = "5m")]
+    node_status_report_interval: Duration,
+}
+
+impl HeartbeatArgs {
+    fn engine_config(&self) -> rkube_node::EngineConfig {
+        rkube_node::EngineConfig {
+            lease_renew_interval: self.node_lease_renew_interval,
+            status_report_interval: self.node_status_report_interval,
+            ..Default::default()
+        }
+    }
 }
 
 /// Flags of `rkube agent`.
 #[derive(clap::Args)]
 struct AgentArgs {
-    /// Kubeconfig of the API server to register with.
+    /// Kubeconfig with the API server and credentials to register with.
+    #[arg(long, alias = "server-kubeconfig")]
+    kubeconfig: PathBuf,
+    /// API server URL, overriding the kubeconfig's.
     #[arg(long)]
-    server_kubeconfig: PathBuf,
-    /// Name of the Node.
+    server: Option<String>,
+    /// Name of the Node (one node; not with --simulate).
+    #[arg(
+        long,
+        required_unless_present = "simulate",
+        conflicts_with = "simulate"
+    )]
+    node_name: Option<String>,
+    /// Run this many simulated nodes in this process.
     #[arg(long)]
-    node_name: String,
-    /// IPv4 pod CIDR of the node, e.g. 10.244.1.0/24.
-    #[arg(long)]
-    pod_cidr: String,
-    /// Maximum number of pods.
-    #[arg(long, default_value_t = rkube_node::maxpods::DEFAULT_MAX_PODS)]
+    simulate: Option<usize>,
+    /// Names of simulated nodes: PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "sim-node-")]
+    node_name_prefix: String,
+    /// IPv4 pod CIDR of the node (default: the one the control plane's node
+    /// IPAM controller sets); not with --simulate.
+    #[arg(long, conflicts_with = "simulate")]
+    pod_cidr: Option<String>,
+    /// Maximum number of pods per node.
+    #[arg(long, default_value_t = rkube_node::maxpods::DEFAULT_MAX_PODS,
+          conflicts_with = "max_pods_from_interfaces")]
     max_pods: u32,
+    /// Derive max pods EKS-style: interfaces * (ips-per-interface - 1).
+    #[arg(long, requires = "ips_per_interface")]
+    max_pods_from_interfaces: Option<u32>,
+    /// IPv4 addresses per network interface (with --max-pods-from-interfaces).
+    #[arg(long, requires = "max_pods_from_interfaces")]
+    ips_per_interface: Option<u32>,
+    /// With --max-pods-from-interfaces: add 2 for host-network pods.
+    #[arg(long, requires = "max_pods_from_interfaces")]
+    max_pods_count_host_network: bool,
     /// Extra node labels, key=value, comma-separated.
     #[arg(long, value_delimiter = ',')]
     node_labels: Vec<String>,
     /// Taints to register with, key=value:Effect, comma-separated.
     #[arg(long, value_delimiter = ',')]
     register_with_taints: Vec<String>,
-    /// CPU capacity.
+    /// CPU capacity per node.
     #[arg(long, default_value = "4")]
     cpu: String,
-    /// Memory capacity.
-    #[arg(long, default_value = "8Gi")]
+    /// Memory capacity per node.
+    #[arg(long, default_value = "16Gi")]
     memory: String,
-    /// The node's InternalIP and the pods' hostIP.
+    /// The node's InternalIP and the pods' hostIP (one node).
     #[arg(long, default_value = "127.0.0.1")]
     node_ip: String,
+    /// Directory of static pod manifests, run as mirror pods (one node).
+    #[arg(long, conflicts_with = "simulate")]
+    pod_manifest_path: Option<PathBuf>,
+    /// How often the static pod directory is read again.
+    #[arg(long, value_parser = duration_arg, default_value = "20s")]
+    file_check_frequency: Duration,
+    #[command(flatten)]
+    heartbeat: HeartbeatArgs,
+}
+
+fn node_template(args: &AgentArgs, name: String) -> anyhow::Result<rkube_node::NodeConfig> {
+    let mut config = rkube_node::NodeConfig::new(name);
+    config.pod_cidr = args.pod_cidr.clone();
+    config.max_pods = match (args.max_pods_from_interfaces, args.ips_per_interface) {
+        (Some(interfaces), Some(ips_per_interface)) => rkube_node::MaxPods::Interfaces {
+            interfaces,
+            ips_per_interface,
+            count_host_network: args.max_pods_count_host_network,
+        },
+        _ => rkube_node::MaxPods::Fixed(args.max_pods),
+    }
+    .resolve()?;
+    for q in [&args.cpu, &args.memory] {
+        rkube_api::quantity::Quantity::parse(q)
+            .map_err(|e| anyhow::anyhow!("invalid quantity {q:?}: {e}"))?;
+    }
+    config.cpu = args.cpu.clone();
+    config.memory = args.memory.clone();
+    config.host_ip = args.node_ip.clone();
+    for l in args.node_labels.iter().filter(|l| !l.is_empty()) {
+        let (k, v) = rkube_node::parse_label(l)?;
+        config.labels.insert(k, v);
+    }
+    for t in args.register_with_taints.iter().filter(|t| !t.is_empty()) {
+        config.taints.push(rkube_node::parse_taint(t)?);
+    }
+    Ok(config)
 }
 
 async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
-    let AgentArgs {
-        server_kubeconfig,
-        node_name,
-        pod_cidr,
-        max_pods,
-        node_labels,
-        register_with_taints,
-        cpu,
-        memory,
-        node_ip,
-    } = args;
-    let mut config = rkube_node::NodeConfig::new(node_name, pod_cidr);
-    config.max_pods = max_pods;
-    config.cpu = cpu;
-    config.memory = memory;
-    config.host_ip = node_ip;
-    for l in node_labels.iter().filter(|l| !l.is_empty()) {
-        let (k, v) = rkube_node::agent::parse_label(l)?;
-        config.labels.insert(k, v);
-    }
-    for t in register_with_taints.iter().filter(|t| !t.is_empty()) {
-        config.taints.push(rkube_node::agent::parse_taint(t)?);
-    }
-    let client = rkube_node::NodeAgent::client_from_kubeconfig(&server_kubeconfig)
+    let template = node_template(&args, args.node_name.clone().unwrap_or_default())?;
+    let client = rkube_node::client_from_kubeconfig(&args.kubeconfig, args.server.as_deref())
         .await
-        .with_context(|| format!("loading {}", server_kubeconfig.display()))?;
+        .with_context(|| format!("loading {}", args.kubeconfig.display()))?;
+    let cfg = args.heartbeat.engine_config();
+    let run = async {
+        match args.simulate {
+            Some(count) => {
+                let sim = rkube_node::SimConfig {
+                    count,
+                    prefix: args.node_name_prefix.clone(),
+                    template,
+                    adopt_annotated: false,
+                };
+                rkube_node::sim::run(client, sim, cfg).await
+            }
+            None => {
+                let static_pods =
+                    args.pod_manifest_path
+                        .clone()
+                        .map(|dir| rkube_node::agent::StaticPods {
+                            dir,
+                            period: args.file_check_frequency,
+                        });
+                let runtime = std::sync::Arc::new(rkube_node::SimulatedRuntime::new());
+                rkube_node::NodeAgent::run_with_runtime(client, template, cfg, runtime, static_pods)
+                    .await
+            }
+        }
+    };
     tokio::select! {
-        r = rkube_node::NodeAgent::run(client, config) => r?,
+        r = run => r?,
         _ = shutdown_signal() => {}
     }
     Ok(())
@@ -147,7 +296,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Server { data_dir, listen, store, etcd_endpoints, bookmark_interval_seconds, compaction_interval_seconds } => {
+            Cmd::Server { data_dir, listen, store, etcd_endpoints, bookmark_interval_seconds, compaction_interval_seconds, sim } => {
                 std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
                 let store: Arc<dyn Store> = match store {
                     StoreKind::Embedded => Arc::new(
@@ -161,15 +310,29 @@ fn main() -> anyhow::Result<()> {
                 let mut config = rkube_apiserver::Config::new(data_dir, listen, store);
                 config.bookmark_interval = Duration::from_secs(bookmark_interval_seconds.max(1));
                 config.compaction_interval = Duration::from_secs(compaction_interval_seconds.max(1));
-                rkube_apiserver::run(
+                let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<PathBuf>();
+                let components = tokio::spawn(async move {
+                    let Ok(kubeconfig) = ready_rx.await else { return Ok(()) };
+                    run_components(kubeconfig, sim).await
+                });
+                let server = rkube_apiserver::run(
                     config,
-                    |s| {
+                    move |s| {
                         eprintln!("rkube API server listening on https://{}", s.addr);
                         println!("Cluster is up. Point kubectl at it with:\n  export KUBECONFIG={}\n  kubectl get ns", s.kubeconfig.display());
+                        let _ = ready_tx.send(s.kubeconfig.clone());
                     },
                     shutdown_signal(),
-                )
-                .await?;
+                );
+                tokio::pin!(server);
+                tokio::select! {
+                    r = &mut server => r?,
+                    r = components => {
+                        // A component failed: report it and stop.
+                        r.context("components task")??;
+                        anyhow::bail!("in-process components stopped");
+                    }
+                }
                 Ok(())
             }
             Cmd::Agent(args) => run_agent(args).await,

@@ -8,8 +8,8 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{eventually, Server};
-use rkube_node::{NodeAgent, NodeConfig};
+use common::{eventually, jsonpath, KillOnDrop, Server};
+use rkube_node::{EngineConfig, NodeAgent, NodeConfig};
 
 fn pod_yaml(name: &str, annotations: &[(&str, &str)]) -> String {
     let mut ann = String::new();
@@ -27,14 +27,6 @@ fn pod_yaml(name: &str, annotations: &[(&str, &str)]) -> String {
     )
 }
 
-fn jsonpath(s: &Server, args: &[&str], path: &str) -> String {
-    let mut a: Vec<&str> = args.to_vec();
-    let jp = format!("jsonpath={path}");
-    a.extend(["-o", jp.as_str()]);
-    let o = s.kubectl(&a);
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn wait_phase(s: &Server, pod: &str, phase: &str) {
     eventually(Duration::from_secs(20), || {
         (jsonpath(s, &["get", "pod", pod], "{.status.phase}") == phase).then_some(())
@@ -45,14 +37,18 @@ fn wait_phase(s: &Server, pod: &str, phase: &str) {
 async fn simulated_node_runs_pods() {
     let s = Server::start();
     let client = s.client().await;
-    let mut cfg = NodeConfig::new("n1", "10.244.1.0/24");
-    cfg.max_pods = 2;
+    let mut cfg = NodeConfig::new("n1").with_pod_cidr("10.244.1.0/24");
+    cfg.max_pods = 3;
+    cfg.memory = "8Gi".into();
     cfg.labels
         .insert("topology.kubernetes.io/zone".into(), "z1".into());
     cfg.taints
-        .push(rkube_node::agent::parse_taint("dedicated=sim:NoSchedule").unwrap());
-    cfg.lease_renew_interval = Duration::from_millis(500);
-    let agent = tokio::spawn(NodeAgent::run(client, cfg));
+        .push(rkube_node::parse_taint("dedicated=sim:NoSchedule").unwrap());
+    let engine = EngineConfig {
+        lease_renew_interval: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let agent = tokio::spawn(NodeAgent::run(client, cfg, engine));
 
     tokio::task::block_in_place(|| {
         // The node registers Ready with its capacity, labels, taints, CIDR.
@@ -67,7 +63,7 @@ async fn simulated_node_runs_pods() {
             &["get", "node", "n1"],
             "{.status.capacity.cpu}/{.status.capacity.memory}/{.status.capacity.pods}",
         );
-        assert_eq!(cap, "4/8Gi/2");
+        assert_eq!(cap, "4/8Gi/3");
         let ready = jsonpath(
             &s,
             &["get", "node", "n1"],
@@ -99,13 +95,52 @@ async fn simulated_node_runs_pods() {
         assert_eq!(st, "127.0.0.1 True true 0");
         assert!(s.ok(&["get", "pod", "web"]).contains("1/1"));
 
-        // A pod that exits 0 after 1s Succeeds and no longer counts.
-        s.apply(&pod_yaml("done", &[("rkube.io/simulate-exit-after", "1s")]));
+        // A pod (restartPolicy OnFailure) that exits 0 after 1s Succeeds
+        // and no longer counts.
+        s.apply(
+            &pod_yaml("done", &[("rkube.io/simulate-exit-after", "1s")])
+                .replace("spec:\n", "spec:\n  restartPolicy: OnFailure\n"),
+        );
         wait_phase(&s, "done", "Succeeded");
         s.apply(&pod_yaml("third", &[("rkube.io/simulate-ready", "false")]));
         wait_phase(&s, "third", "Running");
         assert!(s.ok(&["get", "pod", "third"]).contains("0/1"));
-        // Beyond max-pods (2 running): rejected with OutOfpods.
+        // Readiness follows the annotation.
+        s.ok(&[
+            "annotate",
+            "pod",
+            "third",
+            "rkube.io/simulate-ready=true",
+            "--overwrite",
+        ]);
+        eventually(Duration::from_secs(20), || {
+            s.ok(&["get", "pod", "third"]).contains("1/1").then_some(())
+        });
+        // A container that keeps failing is restarted (restartPolicy
+        // Always): restartCount and lastState follow.
+        s.apply(&pod_yaml(
+            "crash",
+            &[
+                ("rkube.io/simulate-exit-after", "1s"),
+                ("rkube.io/simulate-exit-code", "3"),
+            ],
+        ));
+        let restarted = eventually(Duration::from_secs(20), || {
+            let got = jsonpath(
+                &s,
+                &["get", "pod", "crash"],
+                "{.status.phase} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.exitCode}",
+            );
+            (got == "Running 1 3").then_some(got)
+        });
+        assert_eq!(restarted, "Running 1 3");
+        // The second exit waits in CrashLoopBackOff, as kubectl shows.
+        eventually(Duration::from_secs(20), || {
+            s.ok(&["get", "pod", "crash"])
+                .contains("CrashLoopBackOff")
+                .then_some(())
+        });
+        // Beyond max-pods (3 running): rejected with OutOfpods.
         s.apply(&pod_yaml("extra", &[]));
         wait_phase(&s, "extra", "Failed");
         assert_eq!(
@@ -116,7 +151,7 @@ async fn simulated_node_runs_pods() {
         // Graceful deletion is finished by the agent; the IP is reused.
         s.ok(&["delete", "pod", "web", "--timeout=20s"]);
         assert!(!s.kubectl(&["get", "pod", "web"]).status.success());
-        s.ok(&["delete", "pod", "extra", "--timeout=20s"]);
+        s.ok(&["delete", "pod", "extra", "crash", "--timeout=20s"]);
         s.apply(&pod_yaml("again", &[]));
         wait_phase(&s, "again", "Running");
         assert_eq!(
@@ -145,26 +180,26 @@ async fn simulated_node_runs_pods() {
     agent.abort();
 }
 
-/// Kills the child on drop.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn agent_subcommand_registers_node() {
     let s = Server::start();
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::write(
+        manifests.path().join("etcd.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\n\
+         spec:\n  containers:\n  - name: etcd\n    image: etcd:3.5\n",
+    )
+    .unwrap();
     let child = std::process::Command::new(common::rkube_bin())
         .arg("agent")
-        .arg("--server-kubeconfig")
+        .arg("--kubeconfig")
         .arg(&s.kubeconfig)
         .args(["--node-name", "n2", "--pod-cidr", "10.244.2.0/24"])
         .args(["--max-pods", "5", "--node-labels", "a=b,c=d"])
         .args(["--register-with-taints", "x=y:NoSchedule"])
+        .arg("--pod-manifest-path")
+        .arg(manifests.path())
+        .args(["--file-check-frequency", "500ms"])
         .env("RKUBE_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -187,5 +222,46 @@ fn agent_subcommand_registers_node() {
     s.apply(&p);
     wait_phase(&s, "p", "Running");
     let ip = jsonpath(&s, &["get", "pod", "p"], "{.status.podIP}");
-    assert_eq!(ip, "10.244.2.2");
+    assert!(ip.starts_with("10.244.2."), "{ip}");
+
+    // The static pod runs as a mirror pod named after the node, owned by it.
+    let mirror = ["-n", "kube-system", "get", "pod", "etcd-n2"];
+    eventually(Duration::from_secs(20), || {
+        (jsonpath(&s, &mirror, "{.status.phase}") == "Running").then_some(())
+    });
+    let got = jsonpath(
+        &s,
+        &mirror,
+        "{.spec.nodeName} {.metadata.ownerReferences[0].kind} \
+         {.metadata.annotations.kubernetes\\.io/config\\.source}",
+    );
+    assert_eq!(got, "n2 Node file");
+    let uid = jsonpath(&s, &mirror, "{.metadata.uid}");
+    // Deleted through the API, it comes back.
+    s.ok(&[
+        "-n",
+        "kube-system",
+        "delete",
+        "pod",
+        "etcd-n2",
+        "--timeout=20s",
+    ]);
+    eventually(Duration::from_secs(20), || {
+        let now = s.kubectl(&[
+            "-n",
+            "kube-system",
+            "get",
+            "pod",
+            "etcd-n2",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ]);
+        let now = String::from_utf8_lossy(&now.stdout).into_owned();
+        (!now.is_empty() && now != uid).then_some(())
+    });
+    // Its manifest removed, it goes.
+    std::fs::remove_file(manifests.path().join("etcd.yaml")).unwrap();
+    eventually(Duration::from_secs(20), || {
+        (!s.kubectl(&mirror).status.success()).then_some(())
+    });
 }

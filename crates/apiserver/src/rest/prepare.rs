@@ -439,7 +439,10 @@ pub fn prepare_update(res: &ResourceInfo, new: &mut Value, old: &Value, subresou
             *new = merged;
         }
         _ => {
-            if status_is_subresource(res) {
+            // Status changes only through the status subresource; even the
+            // kinds that may carry a status on create (Node, PV, PVC) keep
+            // the stored one on a main-resource update, as upstream.
+            if res.has_subresource("status") {
                 if let Some(o) = new.as_object_mut() {
                     match old.get("status") {
                         Some(s) => o.insert("status".into(), s.clone()),

@@ -231,6 +231,24 @@ pub fn kubectl_bin() -> String {
     std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
 }
 
+/// The stdout of `kubectl <args> -o jsonpath=<path>` (empty on failure).
+pub fn jsonpath(s: &Server, args: &[&str], path: &str) -> String {
+    let mut a: Vec<&str> = args.to_vec();
+    let jp = format!("jsonpath={path}");
+    a.extend(["-o", jp.as_str()]);
+    String::from_utf8_lossy(&s.kubectl(&a).stdout).into_owned()
+}
+
+/// Kills the child process on drop.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `f` until it returns Some or `timeout` passes.
 pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
