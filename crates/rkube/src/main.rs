@@ -57,6 +57,25 @@ enum Cmd {
     },
     /// Run a node agent: one node, or with --simulate N simulated nodes.
     Agent(AgentArgs),
+    /// Run the scheduler alone (rkube server runs one in process).
+    Scheduler {
+        /// Kubeconfig with the API server and credentials.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// API server URL, overriding the kubeconfig's.
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
+/// Runs the scheduler with the default profile.
+async fn run_scheduler(client: kube::Client) -> anyhow::Result<()> {
+    let handle = rkube_scheduler::plugins::Handle {
+        client: Some(client.clone()),
+    };
+    let profile = rkube_scheduler::Profile::default_profile(&handle)?;
+    rkube_scheduler::Scheduler::run(client, vec![profile]).await?;
+    Ok(())
 }
 
 /// Flags of the components `rkube server` runs in process.
@@ -100,6 +119,8 @@ async fn run_components(kubeconfig: PathBuf, sim: ServerSimArgs) -> anyhow::Resu
             .await
             .context("node IPAM controller")
     });
+    let sched_client = client.clone();
+    set.spawn(async move { run_scheduler(sched_client).await.context("scheduler") });
     let cfg = sim.heartbeat.engine_config();
     set.spawn(async move {
         rkube_node::sim::run(client, sim_cfg, cfg)
@@ -336,6 +357,15 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Cmd::Agent(args) => run_agent(args).await,
+            Cmd::Scheduler { kubeconfig, server } => {
+                let client = rkube_node::client_from_kubeconfig(&kubeconfig, server.as_deref())
+                    .await
+                    .with_context(|| format!("loading {}", kubeconfig.display()))?;
+                tokio::select! {
+                    r = run_scheduler(client) => r,
+                    _ = shutdown_signal() => Ok(()),
+                }
+            }
         }
     })
 }

@@ -1,0 +1,246 @@
+//! The scheduling framework: upstream's extension points as traits, the
+//! per-cycle [`CycleState`], and plugin [`Status`] results.
+//!
+//! Order of a scheduling cycle: PreEnqueue (before queueing) → QueueSort →
+//! PreFilter → Filter → PostFilter (only when no node fits) → PreScore →
+//! Score → NormalizeScore → Reserve (Unreserve in reverse on failure) →
+//! Permit; then the binding cycle: PreBind → Bind → PostBind.
+
+pub mod types;
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use types::{NodeInfo, PodInfo, Resources, Snapshot};
+
+/// Highest score a Score plugin may give after normalization.
+pub const MAX_NODE_SCORE: i64 = 100;
+/// Lowest score.
+pub const MIN_NODE_SCORE: i64 = 0;
+
+/// Outcome kinds, as upstream's `framework.Code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    Success,
+    /// An internal error: the pod is retried with back-off.
+    Error,
+    /// The pod does not fit now; preemption may help.
+    Unschedulable,
+    /// The pod does not fit, and preemption cannot help on this node.
+    UnschedulableAndUnresolvable,
+    /// Permit: wait for approval.
+    Wait,
+    /// PreFilter/PreScore: the plugin has nothing to do for this pod; its
+    /// Filter/Score is skipped.
+    Skip,
+    /// PreEnqueue: the pod stays out of the active queue (gated).
+    Pending,
+}
+
+/// A plugin's verdict, with human-readable reasons (aggregated into
+/// upstream's `0/5 nodes are available: ...` message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub code: Code,
+    pub reasons: Vec<String>,
+    /// The plugin that returned it (set by the framework).
+    pub plugin: &'static str,
+}
+
+impl Status {
+    pub fn success() -> Status {
+        Status {
+            code: Code::Success,
+            reasons: Vec::new(),
+            plugin: "",
+        }
+    }
+
+    pub fn new(code: Code, reason: impl Into<String>) -> Status {
+        Status {
+            code,
+            reasons: vec![reason.into()],
+            plugin: "",
+        }
+    }
+
+    pub fn unschedulable(reason: impl Into<String>) -> Status {
+        Status::new(Code::Unschedulable, reason)
+    }
+
+    pub fn unresolvable(reason: impl Into<String>) -> Status {
+        Status::new(Code::UnschedulableAndUnresolvable, reason)
+    }
+
+    pub fn error(reason: impl Into<String>) -> Status {
+        Status::new(Code::Error, reason)
+    }
+
+    pub fn skip() -> Status {
+        Status {
+            code: Code::Skip,
+            reasons: Vec::new(),
+            plugin: "",
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.code == Code::Success
+    }
+
+    /// Unschedulable or UnschedulableAndUnresolvable.
+    pub fn is_rejected(&self) -> bool {
+        matches!(
+            self.code,
+            Code::Unschedulable | Code::UnschedulableAndUnresolvable
+        )
+    }
+
+    pub fn with_plugin(mut self, plugin: &'static str) -> Status {
+        self.plugin = plugin;
+        self
+    }
+}
+
+/// Data plugins share within one scheduling cycle (PreFilter results read
+/// by Filter, PreScore results read by Score), keyed by plugin name.
+#[derive(Default)]
+pub struct CycleState {
+    data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    /// Nodes a PreFilter restricted the cycle to (`None`: all).
+    pub node_names: Option<HashSet<String>>,
+    /// Plugins whose PreFilter/PreScore returned Skip.
+    pub skip_filter: HashSet<&'static str>,
+    pub skip_score: HashSet<&'static str>,
+}
+
+impl CycleState {
+    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+        self.data.insert(key, Box::new(value));
+    }
+
+    pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
+        self.data.get(key)?.downcast_ref()
+    }
+
+    pub fn read_mut<T: Any + Send + Sync>(&mut self, key: &'static str) -> Option<&mut T> {
+        self.data.get_mut(key)?.downcast_mut()
+    }
+}
+
+/// A node's score from one plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeScore {
+    pub name: String,
+    pub score: i64,
+}
+
+/// A pod in the scheduling queue.
+#[derive(Debug, Clone)]
+pub struct QueuedPodInfo {
+    pub info: Arc<PodInfo>,
+    /// When it was first added (for QueueSort ties).
+    pub initial_attempt: std::time::Instant,
+    pub timestamp: std::time::Instant,
+    pub attempts: u32,
+    /// Plugins that rejected it last time (for queueing hints).
+    pub unschedulable_plugins: HashSet<&'static str>,
+}
+
+/// Every plugin has a name.
+pub trait Plugin: Send + Sync {
+    fn name(&self) -> &'static str;
+}
+
+/// Whether a pod may enter the active queue (e.g. scheduling gates).
+pub trait PreEnqueuePlugin: Plugin {
+    fn pre_enqueue(&self, pod: &PodInfo) -> Status;
+}
+
+/// Orders the active queue.
+pub trait QueueSortPlugin: Plugin {
+    fn less(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> bool;
+}
+
+/// Runs once per cycle before Filter.
+pub trait PreFilterPlugin: Plugin {
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status;
+}
+
+/// Whether the pod fits one node. Called concurrently for many nodes.
+pub trait FilterPlugin: Plugin {
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status;
+}
+
+/// Runs when no node fits (e.g. preemption); may nominate a node.
+pub trait PostFilterPlugin: Plugin {
+    fn post_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+        rejections: &HashMap<String, Status>,
+    ) -> (Option<PostFilterResult>, Status);
+}
+
+/// What a PostFilter decided: nominate the pod to a node after evicting
+/// victims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostFilterResult {
+    pub nominated_node: String,
+    /// `namespace/name` and uid of the pods to evict.
+    pub victims: Vec<(String, String)>,
+}
+
+/// Runs once per cycle before Score, over the nodes that passed Filter.
+pub trait PreScorePlugin: Plugin {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+        snapshot: &Snapshot,
+    ) -> Status;
+}
+
+/// Scores one node; then normalizes all scores to 0..=100.
+pub trait ScorePlugin: Plugin {
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status);
+    /// NormalizeScore; the default leaves scores as they are.
+    fn normalize(&self, _state: &CycleState, _pod: &PodInfo, _scores: &mut [NodeScore]) -> Status {
+        Status::success()
+    }
+}
+
+/// Reserve/Unreserve: claims made before binding, undone on failure.
+pub trait ReservePlugin: Plugin {
+    fn reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status;
+    fn unreserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str);
+}
+
+/// Permit: approve, deny, or make the pod wait (with a timeout).
+pub trait PermitPlugin: Plugin {
+    fn permit(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> (Status, Duration);
+}
+
+/// Binding-cycle plugins: they do I/O, so they are async.
+#[async_trait]
+pub trait PreBindPlugin: Plugin {
+    async fn pre_bind(&self, pod: &PodInfo, node: &str) -> Status;
+}
+
+/// Binds the pod (the DefaultBinder posts to pods/binding). A binder that
+/// does not handle the pod returns Skip.
+#[async_trait]
+pub trait BindPlugin: Plugin {
+    async fn bind(&self, pod: &PodInfo, node: &str) -> Status;
+}
+
+/// Informational, after a successful bind.
+pub trait PostBindPlugin: Plugin {
+    fn post_bind(&self, pod: &PodInfo, node: &str);
+}

@@ -1,0 +1,431 @@
+//! The scheduler's loop: one Node watch and one pod watch feed the cache
+//! (bound pods) and the queue (pending pods of our profiles); each popped
+//! pod runs a scheduling cycle synchronously; binding runs asynchronously
+//! (bounded), so the next cycle overlaps the previous bind. Results go back
+//! to the loop through a channel. Unschedulable pods get upstream's
+//! PodScheduled=False condition and a FailedScheduling event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event as K8sEvent, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use serde_json::json;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+
+use crate::cache::Cache;
+use crate::core::{Algorithm, Outcome};
+use crate::framework::{Code, CycleState, PodInfo};
+use crate::profile::Profile;
+use crate::queue::SchedulingQueue;
+use crate::resources::pod_requests;
+
+/// Binds in flight at once.
+pub const MAX_BINDS_IN_FLIGHT: usize = 256;
+/// Status and event writes in flight at once.
+const MAX_WRITES_IN_FLIGHT: usize = 32;
+
+/// Errors of the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("no profiles")]
+    NoProfiles,
+    #[error("the {0} watch ended")]
+    WatchEnded(&'static str),
+}
+
+struct BindResult {
+    info: Arc<PodInfo>,
+    node: String,
+    attempts: u32,
+    result: Result<(), String>,
+}
+
+/// The running scheduler.
+pub struct Scheduler {
+    client: Client,
+    profiles: HashMap<String, Profile>,
+    cache: Cache,
+    queue: SchedulingQueue,
+    alg: Algorithm,
+    binds_in_flight: usize,
+    bind_tx: mpsc::UnboundedSender<BindResult>,
+    writes: Arc<Semaphore>,
+    /// The last unschedulable message posted per pod uid.
+    last_message: HashMap<String, String>,
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+fn scheduler_name(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or(crate::profile::DEFAULT_SCHEDULER_NAME)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Scheduler {
+    /// Runs the scheduler with these profiles until a watch ends.
+    pub async fn run(client: Client, profiles: Vec<Profile>) -> Result<(), SchedulerError> {
+        let first = profiles.first().ok_or(SchedulerError::NoProfiles)?;
+        let queue = SchedulingQueue::new(
+            first.queue_sort.clone(),
+            profiles
+                .iter()
+                .flat_map(|p| p.pre_enqueue.clone())
+                .collect(),
+        );
+        let (bind_tx, mut bind_rx) = mpsc::unbounded_channel();
+        let mut s = Scheduler {
+            client: client.clone(),
+            profiles: profiles
+                .into_iter()
+                .map(|p| (p.scheduler_name.clone(), p))
+                .collect(),
+            cache: Cache::new(),
+            queue,
+            alg: Algorithm::default(),
+            binds_in_flight: 0,
+            bind_tx,
+            writes: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT)),
+            last_message: HashMap::new(),
+        };
+        let mut nodes = watcher::watcher(Api::<Node>::all(client.clone()), Default::default())
+            .default_backoff()
+            .boxed();
+        let mut pods = watcher::watcher(Api::<Pod>::all(client.clone()), Default::default())
+            .default_backoff()
+            .boxed();
+        let (mut nodes_synced, mut pods_synced) = (false, false);
+        let mut unsched_tick = tokio::time::interval(Duration::from_secs(30));
+        tracing::info!("scheduler started");
+        loop {
+            let can_schedule = nodes_synced
+                && pods_synced
+                && s.queue.has_active()
+                && s.binds_in_flight < MAX_BINDS_IN_FLIGHT;
+            let backoff_at = s.queue.next_backoff();
+            tokio::select! {
+                biased;
+                ev = nodes.next() => match ev {
+                    None => return Err(SchedulerError::WatchEnded("node")),
+                    Some(Err(e)) => tracing::warn!(error = %e, "node watch error"),
+                    Some(Ok(ev)) => {
+                        nodes_synced |= matches!(ev, Event::InitDone);
+                        s.on_node_event(ev);
+                    }
+                },
+                ev = pods.next() => match ev {
+                    None => return Err(SchedulerError::WatchEnded("pod")),
+                    Some(Err(e)) => tracing::warn!(error = %e, "pod watch error"),
+                    Some(Ok(ev)) => {
+                        pods_synced |= matches!(ev, Event::InitDone);
+                        s.on_pod_event(ev);
+                    }
+                },
+                Some(r) = bind_rx.recv() => s.on_bind_result(r),
+                _ = sleep_until(backoff_at) => s.queue.flush_backoff(Instant::now()),
+                _ = unsched_tick.tick() => s.queue.flush_unschedulable(Instant::now()),
+                _ = std::future::ready(()), if can_schedule => s.schedule_one(),
+            }
+        }
+    }
+
+    fn on_node_event(&mut self, ev: Event<Node>) {
+        match ev {
+            Event::Apply(n) | Event::InitApply(n) => {
+                self.cache.upsert_node(n);
+                self.queue.move_all_to_active_or_backoff();
+            }
+            Event::Delete(n) => {
+                if let Some(name) = &n.metadata.name {
+                    self.cache.remove_node(name);
+                }
+            }
+            Event::Init | Event::InitDone => {}
+        }
+    }
+
+    fn on_pod_event(&mut self, ev: Event<Pod>) {
+        match ev {
+            Event::Apply(p) | Event::InitApply(p) => self.on_pod(p),
+            Event::Delete(p) => {
+                if let Some(uid) = p.metadata.uid.as_deref() {
+                    self.forget_pod(uid);
+                }
+            }
+            Event::Init | Event::InitDone => {}
+        }
+    }
+
+    fn forget_pod(&mut self, uid: &str) {
+        let was_bound = self.cache.has_pod(uid);
+        self.cache.remove_pod(uid);
+        self.queue.delete(uid);
+        self.last_message.remove(uid);
+        if was_bound {
+            // Freed resources may let pending pods fit.
+            self.queue.move_all_to_active_or_backoff();
+        }
+    }
+
+    fn on_pod(&mut self, pod: Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty());
+        if is_terminal(&pod) {
+            self.forget_pod(&uid);
+            return;
+        }
+        match node {
+            Some(node) => {
+                self.queue.delete(&uid);
+                self.last_message.remove(&uid);
+                let info = Arc::new(PodInfo::with(Arc::new(pod), pod_requests));
+                self.cache.upsert_pod(info, &node);
+            }
+            None => {
+                if pod.metadata.deletion_timestamp.is_some()
+                    || !self.profiles.contains_key(scheduler_name(&pod))
+                    || self.cache.is_assumed(&uid)
+                {
+                    return;
+                }
+                let info = Arc::new(PodInfo::with(Arc::new(pod), pod_requests));
+                self.queue.upsert(info);
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(pod))]
+    fn schedule_one(&mut self) {
+        let Some(qpi) = self.queue.pop() else { return };
+        let info = qpi.info.clone();
+        tracing::Span::current().record("pod", info.key.as_str());
+        let Some(profile) = self.profiles.get(scheduler_name(&info.pod)) else {
+            self.queue.delete(&info.uid);
+            return;
+        };
+        let mut state = CycleState::default();
+        let snapshot = self.cache.snapshot();
+        let outcome = self
+            .alg
+            .schedule(profile, &mut state, &info, snapshot, None);
+        match outcome {
+            Outcome::Scheduled { node, .. } => {
+                // Reserve, undone in reverse on failure.
+                let mut reserved = Vec::new();
+                for r in &profile.reserve {
+                    let s = r.reserve(&mut state, &info, &node);
+                    if !s.is_success() {
+                        for done in reserved.iter().rev() {
+                            let p: &Arc<dyn crate::framework::ReservePlugin> = done;
+                            p.unreserve(&mut state, &info, &node);
+                        }
+                        self.queue
+                            .requeue_failed(&info.uid, s.is_rejected(), vec![r.name()]);
+                        return;
+                    }
+                    reserved.push(r.clone());
+                }
+                for p in &profile.permit {
+                    let (s, _timeout) = p.permit(&mut state, &info, &node);
+                    if !s.is_success() && s.code != Code::Wait {
+                        for done in reserved.iter().rev() {
+                            done.unreserve(&mut state, &info, &node);
+                        }
+                        self.queue.requeue_failed(&info.uid, true, vec![p.name()]);
+                        return;
+                    }
+                }
+                self.cache.assume(&info, &node);
+                self.queue.done(&info.uid);
+                self.last_message.remove(&info.uid);
+                self.binds_in_flight += 1;
+                let profile = profile.clone();
+                let tx = self.bind_tx.clone();
+                let attempts = qpi.attempts;
+                tokio::spawn(async move {
+                    let result = bind(&profile, &info, &node).await;
+                    let _ = tx.send(BindResult {
+                        info,
+                        node,
+                        attempts,
+                        result,
+                    });
+                });
+            }
+            Outcome::Unschedulable(fit) => {
+                let msg = fit.message();
+                tracing::debug!(message = msg, "pod unschedulable");
+                self.queue.requeue_failed(&info.uid, true, fit.plugins());
+                self.report_unschedulable(&info, "Unschedulable", msg);
+            }
+            Outcome::Error(e) => {
+                tracing::warn!(error = e, "scheduling error");
+                self.queue.requeue_failed(&info.uid, false, vec![]);
+                self.report_unschedulable(&info, "SchedulerError", e);
+            }
+        }
+    }
+
+    fn on_bind_result(&mut self, r: BindResult) {
+        self.binds_in_flight -= 1;
+        match r.result {
+            Ok(()) => {
+                let msg = format!("Successfully assigned {} to {}", r.info.key, r.node);
+                self.event(&r.info, "Normal", "Scheduled", msg);
+            }
+            Err(e) => {
+                tracing::warn!(pod = r.info.key, error = e, "binding failed");
+                self.cache.forget(&r.info.uid);
+                self.queue.add_backoff(r.info.clone(), r.attempts.max(1));
+                let msg = format!("Binding rejected: {e}");
+                self.event(&r.info, "Warning", "FailedScheduling", msg);
+            }
+        }
+    }
+
+    /// PodScheduled=False with the reason, and a FailedScheduling event,
+    /// when the message changed since the last attempt.
+    fn report_unschedulable(&mut self, info: &PodInfo, reason: &'static str, msg: String) {
+        if self.last_message.get(&info.uid) == Some(&msg) {
+            return;
+        }
+        self.last_message.insert(info.uid.clone(), msg.clone());
+        let client = self.client.clone();
+        let ns = info.namespace().to_string();
+        let name = info.pod.metadata.name.clone().unwrap_or_default();
+        let writes = self.writes.clone();
+        let body = json!({"status": {"conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": reason,
+            "message": msg,
+            "lastProbeTime": null,
+            "lastTransitionTime": Time(Timestamp::now()),
+        }]}});
+        tokio::spawn(async move {
+            let Ok(_permit) = writes.acquire_owned().await else {
+                return;
+            };
+            let api: Api<Pod> = Api::namespaced(client, &ns);
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&body))
+                .await
+            {
+                tracing::debug!(error = %e, "pod condition update failed");
+            }
+        });
+        self.event(info, "Warning", "FailedScheduling", msg);
+    }
+
+    fn event(&self, info: &PodInfo, type_: &str, reason: &str, message: String) {
+        let client = self.client.clone();
+        let writes = self.writes.clone();
+        let ns = info.namespace().to_string();
+        let name = info.pod.metadata.name.clone().unwrap_or_default();
+        let now = Timestamp::now();
+        let ev = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name),
+                namespace: Some(ns.clone()),
+                uid: Some(info.uid.clone()),
+                ..Default::default()
+            },
+            reason: Some(reason.into()),
+            message: Some(message),
+            type_: Some(type_.into()),
+            source: Some(EventSource {
+                component: Some(crate::profile::DEFAULT_SCHEDULER_NAME.into()),
+                host: None,
+            }),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            count: Some(1),
+            action: Some(
+                if reason == "Scheduled" {
+                    "Binding"
+                } else {
+                    "Scheduling"
+                }
+                .into(),
+            ),
+            reporting_component: Some(crate::profile::DEFAULT_SCHEDULER_NAME.into()),
+            reporting_instance: Some(crate::profile::DEFAULT_SCHEDULER_NAME.into()),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            let Ok(_permit) = writes.acquire_owned().await else {
+                return;
+            };
+            let api: Api<K8sEvent> = Api::namespaced(client, &ns);
+            if let Err(e) = api.create(&PostParams::default(), &ev).await {
+                tracing::debug!(error = %e, "event write failed");
+            }
+        });
+    }
+}
+
+/// The binding cycle: PreBind, Bind (the first binder that does not skip),
+/// PostBind.
+async fn bind(profile: &Profile, info: &PodInfo, node: &str) -> Result<(), String> {
+    for p in &profile.pre_bind {
+        let s = p.pre_bind(info, node).await;
+        if !s.is_success() {
+            return Err(format!("{}: {}", p.name(), s.reasons.join(", ")));
+        }
+    }
+    let mut bound = false;
+    for b in &profile.bind {
+        let s = b.bind(info, node).await;
+        match s.code {
+            Code::Skip => continue,
+            Code::Success => {
+                bound = true;
+                break;
+            }
+            _ => return Err(format!("{}: {}", b.name(), s.reasons.join(", "))),
+        }
+    }
+    if !bound {
+        return Err("no bind plugin bound the pod".into());
+    }
+    for p in &profile.post_bind {
+        p.post_bind(info, node);
+    }
+    Ok(())
+}
