@@ -146,43 +146,51 @@ pub async fn handle(
                 name: Some(pod_name.clone()),
                 ..parent.clone()
             };
-            let current = crate::rest::read::get(rest, &pod, None).await?;
-            if let Some(existing) = current
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
-                return Err(ApiError::conflict(
-                    t.res,
-                    &pod_name,
-                    &format!("pod {pod_name} is already assigned to node \"{existing}\""),
-                ));
+            // As upstream's GuaranteedUpdate: re-read and retry when the pod
+            // changed between the read and the write (e.g. a status update).
+            for _ in 0..8 {
+                let current = crate::rest::read::get(rest, &pod, None).await?;
+                if let Some(existing) = current
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    return Err(ApiError::conflict(
+                        t.res,
+                        &pod_name,
+                        &format!("pod {pod_name} is already assigned to node \"{existing}\""),
+                    ));
+                }
+                if current.pointer("/metadata/deletionTimestamp").is_some() {
+                    return Err(ApiError::conflict(
+                        t.res,
+                        &pod_name,
+                        "pod is being deleted, cannot be assigned to a host",
+                    ));
+                }
+                let rv = meta_str(&current, "resourceVersion")
+                    .unwrap_or("")
+                    .to_string();
+                let mut conditions: Vec<Value> = current
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                conditions
+                    .retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::rest::now_rfc3339()}));
+                let mut updated = current.clone();
+                updated["spec"]["nodeName"] = json!(node);
+                updated["status"]["conditions"] = json!(conditions);
+                updated["metadata"]["resourceVersion"] = json!(rv);
+                // Binding writes spec and status together, bypassing the
+                // main-resource rule that status is kept.
+                if write::bind(rest, &pod, updated, &current).await?.is_some() {
+                    return Ok(success(StatusCode::CREATED));
+                }
+                tracing::debug!(pod = pod_name, "pod changed during binding; retrying");
             }
-            if current.pointer("/metadata/deletionTimestamp").is_some() {
-                return Err(ApiError::conflict(
-                    t.res,
-                    &pod_name,
-                    "pod is being deleted, cannot be assigned to a host",
-                ));
-            }
-            let rv = meta_str(&current, "resourceVersion")
-                .unwrap_or("")
-                .to_string();
-            let mut conditions: Vec<Value> = current
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-            conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::rest::now_rfc3339()}));
-            let mut updated = current.clone();
-            updated["spec"]["nodeName"] = json!(node);
-            updated["status"]["conditions"] = json!(conditions);
-            updated["metadata"]["resourceVersion"] = json!(rv);
-            // Binding writes spec and status together, bypassing the
-            // main-resource rule that status is kept.
-            write::bind(rest, &pod, updated, &current).await?;
-            Ok(success(StatusCode::CREATED))
+            Err(ApiError::stale(t.res, &pod_name))
         }
         ("eviction", "create") => {
             let b = match &body {

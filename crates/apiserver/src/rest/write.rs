@@ -394,8 +394,14 @@ pub async fn update(
 }
 
 /// Writes a pod binding: spec.nodeName and the PodScheduled condition,
-/// compare-and-swap on the pod's current revision.
-pub async fn bind(rest: &Rest, t: &Target, mut new: Value, old: &Value) -> ApiResult<Value> {
+/// compare-and-swap on the pod's current revision; `None` when the pod
+/// changed meanwhile (the caller re-reads and retries).
+pub async fn bind(
+    rest: &Rest,
+    t: &Target,
+    mut new: Value,
+    old: &Value,
+) -> ApiResult<Option<Value>> {
     let name = t.name().to_string();
     let rev = meta_str(old, "resourceVersion")
         .and_then(|s| s.parse::<i64>().ok())
@@ -407,9 +413,9 @@ pub async fn bind(rest: &Rest, t: &Target, mut new: Value, old: &Value) -> ApiRe
     {
         Ok(kv) => {
             set_rv(&mut new, kv.mod_revision);
-            Ok(new)
+            Ok(Some(new))
         }
-        Err(StoreError::Conflict(_)) => Err(ApiError::stale(t.res, &name)),
+        Err(StoreError::Conflict(_)) => Ok(None),
         Err(e) => Err(ApiError::from_store(e, t.res, &name)),
     }
 }
