@@ -35,7 +35,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build --release -p rkube -p rkube-bench >&2 || exit 1
-# 1,000 watches are 1,000 TLS connections on each side.
+# 1,000 watches are 1,000 TLS connections on each side; sim-nodes raises the
+# agent's own limit the same way.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ "$quick" = 1 ]; then
@@ -45,6 +46,7 @@ if [ "$quick" = 1 ]; then
     "etcd-ratio --clients 64 --seconds 5"
     "watchers --watchers 1000 --rate 500 --seconds 5"
     "list-pods --pods 10000 --page 500"
+    "sim-nodes --nodes 1000 --pods 20000 --window-seconds 20"
     "idle-rss"
   )
 else
@@ -54,6 +56,7 @@ else
     "etcd-ratio --clients 64 --seconds 20"
     "watchers --watchers 1000 --rate 500 --seconds 20"
     "list-pods --pods 100000 --page 500"
+    "sim-nodes --nodes 5000 --pods 150000 --window-seconds 60"
     "idle-rss"
   )
 fi

@@ -42,7 +42,7 @@ struct ListMeta {
     continue_token: Option<String>,
 }
 
-async fn get(client: &kube::Client, path: &str) -> anyhow::Result<String> {
+pub(crate) async fn get(client: &kube::Client, path: &str) -> anyhow::Result<String> {
     let req = http::Request::get(path).body(Vec::new())?;
     tokio::time::timeout(LIST_TIMEOUT, client.request_text(req))
         .await
@@ -51,7 +51,7 @@ async fn get(client: &kube::Client, path: &str) -> anyhow::Result<String> {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn query_escape(s: &str) -> String {
+pub(crate) fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

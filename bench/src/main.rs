@@ -11,6 +11,7 @@ mod idle;
 mod list_pods;
 mod load;
 mod procs;
+mod sim_nodes;
 mod stats;
 mod watchers;
 mod writes;
@@ -104,6 +105,28 @@ enum Cmd {
         concurrency: u64,
         #[arg(long, value_enum, default_value = "embedded")]
         store: StoreKind,
+    },
+    /// N simulated nodes in one `rkube agent --simulate N` process: time
+    /// until all are Ready, steady-state CPU/memory of the agent and the
+    /// server, then P pods bound round-robin to the nodes until all run.
+    SimNodes {
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        nodes: u64,
+        /// Pods created (0: nodes only), named sp-i, bound to node i % nodes.
+        #[arg(long, default_value_t = 150_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+        pods: u64,
+        /// Length of each steady-state CPU window (without, then with pods).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        window_seconds: u64,
+        /// Concurrent pod creates.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        concurrency: u64,
+        /// `--node-name-prefix` of the agent.
+        #[arg(long, default_value = "sim-node-")]
+        node_name_prefix: String,
+        /// RKUBE_LOG for the agent.
+        #[arg(long, default_value = "warn")]
+        agent_log: String,
     },
     /// Resident memory of an idle server.
     IdleRss {
@@ -268,6 +291,24 @@ async fn run(cmd: Cmd, env: &Env) -> anyhow::Result<Row> {
             };
             list_pods::run(env, &a).await
         }
+        Cmd::SimNodes {
+            nodes,
+            pods,
+            window_seconds,
+            concurrency,
+            node_name_prefix,
+            agent_log,
+        } => {
+            let a = sim_nodes::SimArgs {
+                nodes,
+                pods,
+                window_seconds,
+                concurrency: usize::try_from(concurrency)?,
+                prefix: node_name_prefix,
+                agent_log,
+            };
+            sim_nodes::run(env, &a).await
+        }
         Cmd::IdleRss { wait_seconds } => idle::run(env, wait_seconds).await,
     }
 }
@@ -341,6 +382,7 @@ fn scenario_name(cmd: &Cmd) -> &'static str {
         Cmd::EtcdRatio { .. } => "etcd-ratio",
         Cmd::Watchers { .. } => "watchers",
         Cmd::ListPods { .. } => "list-pods",
+        Cmd::SimNodes { .. } => "sim-nodes",
         Cmd::IdleRss { .. } => "idle-rss",
     }
 }
