@@ -4,8 +4,8 @@
 # scenario on stdout, progress on stderr. Each scenario starts its own
 # rkube server (and etcd) on loopback and kills it at the end.
 #
-#   bench/run.sh            full scenarios (about 10 minutes on 2 cores)
-#   bench/run.sh --quick    shorter variants (about 3 minutes)
+#   bench/run.sh            full scenarios (about 16 minutes on 2 cores)
+#   bench/run.sh --quick    shorter variants (about 4 minutes)
 #
 # Needs etcd (Debian package etcd-server) for the etcd scenarios and protoc
 # (protobuf-compiler) to build; installs them with apt when run as root.

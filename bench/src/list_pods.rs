@@ -68,16 +68,16 @@ fn mem_line(label: &str, m: Memory) -> String {
 }
 
 /// What a paginated list did; `error` is set when a page failed.
-struct Paginated {
-    items: u64,
-    pages: u64,
-    elapsed: Duration,
-    page_latency: Summary,
-    error: Option<String>,
+pub(crate) struct Paginated {
+    pub items: u64,
+    pub pages: u64,
+    pub elapsed: Duration,
+    pub page_latency: Summary,
+    pub error: Option<String>,
 }
 
 /// Lists every pod with `limit=page` and `continue`, at most `pods / page + 10` pages.
-async fn paginated_list(client: &kube::Client, pods: u64, page: u64) -> Paginated {
+pub(crate) async fn paginated_list(client: &kube::Client, pods: u64, page: u64) -> Paginated {
     let base = "/api/v1/namespaces/default/pods";
     let max_pages = pods / page.max(1) + 10;
     let mut page_lat = Vec::new();

@@ -13,13 +13,21 @@
 //!    watch records, per pod, when it was ADDED and when it first reported
 //!    `status.phase=Running`, and checks every pod IP (present, inside its
 //!    node's podCIDR, unique).
-//! 4. Steady state with every pod Running: CPU and memory again.
+//! 4. Settling: a watcher that fell behind during the burst (410 Gone)
+//!    re-lists every pod page by page; the harness waits until the server
+//!    (its `/metrics` request counters) has served no pod list page for 10 s.
+//! 5. Steady state with every pod Running: CPU and memory again.
+//! 6. One paginated list of every pod (limit 500, as kube-runtime's watcher
+//!    re-lists) is timed while the node Leases keep the revision moving.
+//!
+//! Every window and phase also reports the requests the server served
+//! (`apiserver_request_total` differences).
 //!
 //! Both watches are small list-then-watch loops like client-go's reflector:
 //! a paginated list, then a watch from its resourceVersion, resumed from the
 //! last resourceVersion seen when the stream ends and re-listed on 410 Gone.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -35,7 +43,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::list_pods::{get, query_escape};
+use crate::list_pods::{get, paginated_list, query_escape};
 use crate::load::{create_loop, one_line, BodyFn, CreateLoad};
 use crate::procs::{cpu_time, mib, stat_path, CpuMeter, Memory, RkubeServer};
 use crate::stats::{nanos, thousands, Summary};
@@ -58,6 +66,8 @@ const MAX_CREATE_TIME: Duration = Duration::from_secs(1800);
 const RUNNING_STALL: Duration = Duration::from_secs(180);
 /// Give up waiting for Running pods after this long in all.
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Wait at most this long for pod re-lists to end before the last window.
+const SETTLE_MAX: Duration = Duration::from_secs(600);
 /// Page size of the reflectors' lists.
 const LIST_PAGE: u64 = 500;
 /// Agent stderr lines echoed to our stderr (the rest are only counted).
@@ -835,6 +845,8 @@ struct Steady {
     server: Memory,
     /// The server's RssAnon and RssFile, KiB.
     server_split: Option<(u64, u64)>,
+    /// Requests the server served in the window.
+    requests: String,
     /// Fresh leases / expected, and the oldest renewTime's age.
     leases: String,
     node_updates: u64,
@@ -844,11 +856,12 @@ struct Steady {
 impl Steady {
     fn describe(&self) -> String {
         format!(
-            "{}: {}{}; RSS agent {} (peak {}), server {} (peak {}{}); {}; \
+            "{}: {}{}; {}; RSS agent {} (peak {}), server {} (peak {}{}); {}; \
              in the window {} node and {} pod updates",
             self.span,
             self.cpu,
             self.slices,
+            self.requests,
             mib(self.agent.rss_kib),
             mib(self.agent.hwm_kib),
             mib(self.server.rss_kib),
@@ -864,6 +877,135 @@ impl Steady {
             thousands(self.pod_updates)
         )
     }
+}
+
+/// The server's request counters (`apiserver_request_total` in
+/// `/metrics`) by (verb, resource, code), and the open watches.
+#[derive(Default)]
+struct Requests {
+    counts: HashMap<(String, String, String), f64>,
+    watches: f64,
+}
+
+/// The value of `name="..."` in a Prometheus label set.
+fn label<'a>(labels: &'a str, name: &str) -> &'a str {
+    labels
+        .split(',')
+        .find_map(|kv| kv.trim().strip_prefix(name)?.strip_prefix("=\""))
+        .map_or("", |v| v.trim_end_matches('"'))
+}
+
+impl Requests {
+    /// Scrapes `/metrics` (empty on failure: the numbers are diagnostics).
+    async fn scrape(client: &kube::Client) -> Requests {
+        match get(client, "/metrics").await {
+            Ok(text) => Requests::parse(&text),
+            Err(_) => Requests::default(),
+        }
+    }
+
+    /// Reads the counters from Prometheus text.
+    fn parse(text: &str) -> Requests {
+        let mut r = Requests::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("apiserver_request_total{") {
+                let Some((labels, value)) = rest.rsplit_once("} ") else {
+                    continue;
+                };
+                let key = (
+                    label(labels, "verb").to_string(),
+                    label(labels, "resource").to_string(),
+                    label(labels, "code").to_string(),
+                );
+                r.counts.insert(key, value.trim().parse().unwrap_or(0.0));
+            } else if let Some(v) = line.strip_prefix("apiserver_longrunning_requests ") {
+                r.watches = v.trim().parse().unwrap_or(0.0);
+            }
+        }
+        r
+    }
+
+    /// "requests: PATCH leases 30,012 (500.2/s), ...; 7 watches open", the
+    /// `top` largest differences from `before`.
+    fn since(&self, before: &Requests, secs: f64, top: usize) -> String {
+        let mut d: Vec<(String, f64)> = self
+            .counts
+            .iter()
+            .filter_map(|(k, v)| {
+                let n = v - before.counts.get(k).copied().unwrap_or(0.0);
+                let code = if k.2.starts_with('2') {
+                    String::new()
+                } else {
+                    format!(" {}", k.2)
+                };
+                (n > 0.0).then(|| (format!("{} {}{code}", k.0, k.1), n))
+            })
+            .collect();
+        if d.is_empty() {
+            return "requests: none seen (no /metrics?)".into();
+        }
+        d.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let total: f64 = d.iter().map(|(_, n)| n).sum();
+        let mut parts: Vec<String> = d
+            .iter()
+            .take(top)
+            .map(|(k, n)| format!("{k} {} ({:.1}/s)", thousands(*n as u64), n / secs.max(1e-9)))
+            .collect();
+        if d.len() > top {
+            parts.push(format!("{} more kinds", d.len() - top));
+        }
+        format!(
+            "requests {} ({:.0}/s): {}; {} watches open",
+            thousands(total as u64),
+            total / secs.max(1e-9),
+            parts.join(", "),
+            self.watches
+        )
+    }
+}
+
+/// Pod list requests (pages) the server has served.
+fn pod_lists(r: &Requests) -> f64 {
+    r.counts
+        .iter()
+        .filter(|(k, _)| k.0 == "LIST" && k.1 == "pods")
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Waits (at most `SETTLE_MAX`) until the server has served no pod list
+/// page for 10 s: a watcher that fell behind (410 Gone) re-lists every pod
+/// page by page, and the steady state starts when that is over. Returns
+/// the time waited and the pages served meanwhile.
+async fn settle(
+    client: &kube::Client,
+    server: &mut RkubeServer,
+    agent: &mut Agent,
+) -> anyhow::Result<(Duration, u64)> {
+    let t0 = Instant::now();
+    let first = pod_lists(&Requests::scrape(client).await);
+    let (mut prev, mut quiet) = (first, 0);
+    while t0.elapsed() < SETTLE_MAX {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        server.check_alive()?;
+        agent.check_alive()?;
+        let now = pod_lists(&Requests::scrape(client).await);
+        if now == prev {
+            quiet += 1;
+            if quiet >= 2 {
+                break;
+            }
+        } else {
+            quiet = 0;
+            eprintln!(
+                "rkube-bench: {:.0} s: pod list pages still being served ({} since all Running)",
+                t0.elapsed().as_secs_f64(),
+                now - first
+            );
+        }
+        prev = now;
+    }
+    Ok((t0.elapsed(), (prev - first) as u64))
 }
 
 /// RssAnon and RssFile (+ RssShmem) of a process, KiB.
@@ -940,6 +1082,7 @@ async fn steady_window(
         ("server", stat_path(server.pid())),
         ("bench", "/proc/self/stat".to_string()),
     ];
+    let requests0 = Requests::scrape(client).await;
     let meter = CpuMeter::start(&procs);
     let t0 = Instant::now();
     let span_start = t0.saturating_duration_since(agent.started);
@@ -980,6 +1123,7 @@ async fn steady_window(
         String::new()
     };
     let secs = t0.elapsed().as_secs_f64();
+    let requests = Requests::scrape(client).await.since(&requests0, secs, 6);
     let cores = |label: &str| meter.used(label).unwrap_or_default().as_secs_f64() / secs;
     let agent_cores = cores("agent");
     let cpu = meter.report();
@@ -997,6 +1141,7 @@ async fn steady_window(
         agent: Memory::of(agent.pid())?,
         server: server.memory()?,
         server_split: rss_split(server.pid()),
+        requests,
         leases: lease_freshness(client, &a.prefix, a.nodes as usize).await,
         node_updates,
         pod_updates,
@@ -1107,6 +1252,8 @@ struct PodPhase {
     other: usize,
     start_latency: Summary,
     waited: Duration,
+    /// Requests the server served from the first create until all ran.
+    requests: String,
 }
 
 async fn pod_phase(
@@ -1125,6 +1272,7 @@ async fn pod_phase(
         ("server", stat_path(server.pid())),
         ("bench", "/proc/self/stat".to_string()),
     ]);
+    let requests0 = Requests::scrape(client).await;
     let t0 = Instant::now();
     let progress = {
         let pods = pods.clone();
@@ -1181,6 +1329,10 @@ async fn pod_phase(
     progress.abort();
     outcome?;
     let waited = t0.elapsed();
+    let requests = Requests::scrape(client)
+        .await
+        .since(&requests0, waited.as_secs_f64(), 8);
+    eprintln!("rkube-bench: pod phase {requests}");
     let mut s = pods.lock().expect("lock");
     let all_running = since(s.t.all_running_at, t0);
     let start_latency = Summary::of(&mut s.t.start_latency);
@@ -1200,6 +1352,7 @@ async fn pod_phase(
         other: s.t.count(OTHER),
         start_latency,
         waited,
+        requests,
     })
 }
 
@@ -1228,6 +1381,8 @@ pub async fn run(env: &Env, a: &SimArgs) -> anyhow::Result<Row> {
     let mut pod_stats = String::new();
     let mut ip_checks = String::new();
     let mut pods_ok = true;
+    let mut relist_note = String::new();
+    let mut settle_note = String::new();
     if a.pods > 0 {
         let cidrs = Arc::new(nodes.lock().expect("lock").t.cidr.clone());
         let pods = Arc::new(Mutex::new(Shared {
@@ -1236,6 +1391,8 @@ pub async fn run(env: &Env, a: &SimArgs) -> anyhow::Result<Row> {
         }));
         let pod_watch = start_reflector(&client, "/api/v1/namespaces/default/pods", &pods).await?;
         let phase = pod_phase(&client, &mut server, &mut agent, a, &pods).await?;
+        eprintln!("rkube-bench: waiting until no pod list pages are served (re-lists over)");
+        let settled = settle(&client, &mut server, &mut agent).await?;
         // 4. Steady state with every pod Running.
         let steady = steady_window(
             window,
@@ -1247,6 +1404,34 @@ pub async fn run(env: &Env, a: &SimArgs) -> anyhow::Result<Row> {
             Some(&pods),
         )
         .await?;
+        // What one re-list of every pod costs now (limit 500, as kube-runtime's
+        // watcher pages), while the leases keep the revision moving.
+        eprintln!("rkube-bench: paginated list of every pod (limit {LIST_PAGE})");
+        let relist = paginated_list(&client, a.pods, LIST_PAGE).await;
+        relist_note = match &relist.error {
+            None => format!(
+                "a paginated list of every pod (limit {LIST_PAGE}) afterwards: {} items in {} pages, {} (page {})",
+                thousands(relist.items),
+                relist.pages,
+                secs(relist.elapsed),
+                relist.page_latency.describe()
+            ),
+            Some(e) => format!(
+                "a paginated list of every pod afterwards failed after {} pages: {}",
+                relist.pages,
+                one_line(e, 200)
+            ),
+        };
+        settle_note = format!(
+            "settled (no pod list page for 10 s) {} after all Running ({} pod list pages meanwhile{})",
+            secs(settled.0),
+            thousands(settled.1),
+            if settled.0 >= SETTLE_MAX {
+                "; gave up waiting"
+            } else {
+                ""
+            }
+        );
         pod_watch.abort();
         let s = pods.lock().expect("lock");
         pod_stats = s.stats.describe("pod");
@@ -1313,8 +1498,8 @@ pub async fn run(env: &Env, a: &SimArgs) -> anyhow::Result<Row> {
         result.push_str(&format!(
             "; pods: created {} in {} ({}/s, create {}, {}; {}); \
              **all Running {} after the first create** ({} Running, {} Pending, {} Failed/Succeeded, {} other after {}); \
-             start latency (watch ADDED → Running) {}; {}; \
-             with pods ({} s): {}",
+             start latency (watch ADDED → Running) {}; {}; server {}; {}; \
+             with pods ({} s): {}; {}",
             thousands(p.created.ok),
             secs(p.created.elapsed),
             thousands(p.created.rate().round() as u64),
@@ -1329,8 +1514,11 @@ pub async fn run(env: &Env, a: &SimArgs) -> anyhow::Result<Row> {
             secs(p.waited),
             p.start_latency.describe(),
             ip_checks,
+            p.requests,
+            settle_note,
             a.window_seconds,
             b.describe(),
+            relist_note,
         ));
     }
     result.push_str(&format!(
@@ -1411,6 +1599,23 @@ mod tests {
         assert_eq!(index_of(Some("sim-node-100"), "sim-node-", 100), None);
         assert_eq!(index_of(Some("other"), "sim-node-", 100), None);
         assert_eq!(index_of(None, "sim-node-", 100), None);
+    }
+
+    #[test]
+    fn request_counters_are_parsed_and_diffed() {
+        let mut before = Requests::default();
+        before
+            .counts
+            .insert(("PATCH".into(), "leases".into(), "200".into()), 100.0);
+        let text = "# HELP x\n\
+            apiserver_request_total{verb=\"PATCH\",resource=\"leases\",code=\"200\"} 1100\n\
+            apiserver_request_total{verb=\"LIST\",resource=\"pods\",code=\"410\"} 3\n\
+            apiserver_longrunning_requests 7\n";
+        let after = Requests::parse(text);
+        assert_eq!(
+            after.since(&before, 10.0, 5),
+            "requests 1,003 (100/s): PATCH leases 1,000 (100.0/s), LIST pods 410 3 (0.3/s); 7 watches open"
+        );
     }
 
     #[test]
