@@ -56,9 +56,13 @@ impl Heartbeats {
         }
     }
 
-    /// Adds a node whose status was just posted (Ready since `ready_since`).
+    /// Adds a node whose status was just posted. Its status re-posts are
+    /// offset within the report interval like its renewals, so nodes
+    /// registered together do not all re-post in the same moment.
     pub fn add(&mut self, name: &str, uid: Option<String>, paused: bool, now: Instant) {
         let next = now + offset(name, self.lease_interval);
+        let spread = offset(&format!("{name}/status"), self.report_interval);
+        let last_status = now.checked_sub(spread).unwrap_or(now);
         self.remove(name);
         self.nodes.insert(
             name.to_string(),
@@ -66,7 +70,7 @@ impl Heartbeats {
                 uid,
                 paused,
                 next,
-                last_status: Some(now),
+                last_status: Some(last_status),
                 ready_since: Timestamp::now(),
             },
         );
@@ -188,6 +192,19 @@ mod tests {
         assert_eq!(hb.due.len(), 1);
         hb.remove("b");
         assert_eq!(hb.next_deadline(), None);
+        // Status re-posts of nodes added together fall at different times.
+        let mut spread = Heartbeats::new(Duration::from_secs(10), Duration::from_secs(300), 40);
+        let later = now + Duration::from_secs(600);
+        for i in 0..100 {
+            spread.add(&format!("n{i}"), None, false, later);
+        }
+        let distinct: std::collections::BTreeSet<_> =
+            spread.nodes.values().map(|b| b.last_status).collect();
+        assert!(
+            distinct.len() > 90,
+            "{} distinct report times",
+            distinct.len()
+        );
         assert_eq!(hb.len(), 1);
     }
 }
