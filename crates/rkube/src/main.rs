@@ -70,12 +70,16 @@ enum Cmd {
 
 /// Runs the scheduler with the default profile.
 async fn run_scheduler(client: kube::Client) -> anyhow::Result<()> {
+    let (listers, writers) = rkube_scheduler::listers::Listers::new();
     let handle = rkube_scheduler::plugins::Handle {
         client: Some(client.clone()),
+        listers,
     };
     let profile = rkube_scheduler::Profile::default_profile(&handle)?;
-    rkube_scheduler::Scheduler::run(client, vec![profile]).await?;
-    Ok(())
+    tokio::select! {
+        _ = writers.run(client.clone()) => Ok(()),
+        r = rkube_scheduler::Scheduler::run(client, vec![profile]) => Ok(r?),
+    }
 }
 
 /// Flags of the components `rkube server` runs in process.

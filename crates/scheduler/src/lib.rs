@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod core;
 pub mod framework;
+pub mod listers;
 pub mod plugins;
 pub mod profile;
 pub mod queue;

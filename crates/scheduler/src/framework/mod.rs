@@ -106,11 +106,31 @@ impl Status {
     }
 }
 
+/// A value a plugin keeps in the [`CycleState`]. Cloneable, because
+/// preemption copies the state to simulate removing pods from a node.
+pub trait StateData: Any + Send + Sync {
+    fn clone_box(&self) -> Box<dyn StateData>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any + Clone + Send + Sync> StateData for T {
+    fn clone_box(&self) -> Box<dyn StateData> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
 /// Data plugins share within one scheduling cycle (PreFilter results read
 /// by Filter, PreScore results read by Score), keyed by plugin name.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    data: HashMap<&'static str, Box<dyn StateData>>,
     /// Nodes a PreFilter restricted the cycle to (`None`: all).
     pub node_names: Option<HashSet<String>>,
     /// Plugins whose PreFilter/PreScore returned Skip.
@@ -118,17 +138,32 @@ pub struct CycleState {
     pub skip_score: HashSet<&'static str>,
 }
 
+impl Clone for CycleState {
+    fn clone(&self) -> Self {
+        CycleState {
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| (*k, (**v).clone_box()))
+                .collect(),
+            node_names: self.node_names.clone(),
+            skip_filter: self.skip_filter.clone(),
+            skip_score: self.skip_score.clone(),
+        }
+    }
+}
+
 impl CycleState {
-    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+    pub fn write<T: Any + Clone + Send + Sync>(&mut self, key: &'static str, value: T) {
         self.data.insert(key, Box::new(value));
     }
 
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
-        self.data.get(key)?.downcast_ref()
+        (**self.data.get(key)?).as_any().downcast_ref()
     }
 
     pub fn read_mut<T: Any + Send + Sync>(&mut self, key: &'static str) -> Option<&mut T> {
-        self.data.get_mut(key)?.downcast_mut()
+        (**self.data.get_mut(key)?).as_any_mut().downcast_mut()
     }
 }
 
@@ -169,6 +204,31 @@ pub trait QueueSortPlugin: Plugin {
 /// Runs once per cycle before Filter.
 pub trait PreFilterPlugin: Plugin {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> Status;
+
+    /// PreFilterExtensions (upstream's AddPod): updates this plugin's
+    /// PreFilter state as if `to_add` were on `node` (preemption and
+    /// nominated pods use it). The default has nothing to update.
+    fn add_pod(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _to_add: &PodInfo,
+        _node: &NodeInfo,
+    ) -> Status {
+        Status::success()
+    }
+
+    /// PreFilterExtensions (upstream's RemovePod): as if `to_remove` were
+    /// no longer on `node`.
+    fn remove_pod(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _to_remove: &PodInfo,
+        _node: &NodeInfo,
+    ) -> Status {
+        Status::success()
+    }
 }
 
 /// Whether the pod fits one node. Called concurrently for many nodes.
@@ -243,4 +303,21 @@ pub trait BindPlugin: Plugin {
 /// Informational, after a successful bind.
 pub trait PostBindPlugin: Plugin {
     fn post_bind(&self, pod: &PodInfo, node: &str);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycle_state_reads_what_was_written_and_clones_deeply() {
+        let mut s = CycleState::default();
+        s.write("a", vec![1, 2]);
+        assert_eq!(s.read::<Vec<i32>>("a"), Some(&vec![1, 2]));
+        assert!(s.read::<String>("a").is_none());
+        let mut c = s.clone();
+        c.read_mut::<Vec<i32>>("a").unwrap().push(3);
+        assert_eq!(s.read::<Vec<i32>>("a").unwrap().len(), 2);
+        assert_eq!(c.read::<Vec<i32>>("a").unwrap().len(), 3);
+    }
 }

@@ -43,6 +43,8 @@ pub enum PluginError {
 pub struct Handle {
     /// The API client (binder, preemption); `None` in pure unit tests.
     pub client: Option<kube::Client>,
+    /// Namespaces, workload objects and PDBs.
+    pub listers: crate::listers::Listers,
 }
 
 /// The extension points one plugin implements.

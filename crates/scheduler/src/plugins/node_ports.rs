@@ -20,6 +20,7 @@ const PRE_FILTER_KEY: &str = "PreFilterNodePorts";
 const BIND_ALL: &str = "0.0.0.0";
 
 /// The host ports the pod wants, computed once per cycle.
+#[derive(Clone)]
 struct PreFilterState(Vec<HostPort>);
 
 pub struct NodePorts;

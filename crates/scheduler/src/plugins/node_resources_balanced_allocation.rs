@@ -43,6 +43,7 @@ pub struct BalancedAllocation {
 }
 
 /// The pod's requests per listed resource, computed at PreScore.
+#[derive(Clone)]
 struct PreScoreState(Vec<i64>);
 
 fn invalid(message: String) -> PluginError {

@@ -491,8 +491,10 @@ impl NodeResourcesFit {
 }
 
 /// The pod's effective requests, computed at PreFilter.
+#[derive(Clone)]
 struct PreFilterState(Resources);
 /// The pod's scoring requests per listed resource, computed at PreScore.
+#[derive(Clone)]
 struct PreScoreState(Vec<i64>);
 
 impl Plugin for NodeResourcesFit {

@@ -31,6 +31,7 @@ pub fn reason(key: &str, value: &str) -> String {
 pub struct TaintToleration;
 
 /// The pod's tolerations that can tolerate `PreferNoSchedule` taints.
+#[derive(Clone)]
 struct PreScoreState(Vec<Toleration>);
 
 /// Tolerations with an empty effect (all effects) or `PreferNoSchedule`.
