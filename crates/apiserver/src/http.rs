@@ -502,6 +502,7 @@ async fn resource_request(
         }
         "delete" => {
             let opts = delete_options(req, &q).await?;
+            crate::admission::check_delete(&t)?;
             let (obj, gone) = crate::rest::write::delete(rest, &t, &opts).await?;
             // Upstream answers 202 when deletion is pending (grace period, finalizers).
             let code = if gone {

@@ -1,6 +1,7 @@
 //! Built-in objects and the namespace lifecycle: the four system namespaces
-//! exist from the start, and a namespace marked for deletion has its content
-//! deleted, then its `kubernetes` finalizer removed, after which it goes.
+//! and the two system PriorityClasses exist from the start, and a namespace
+//! marked for deletion has its content deleted, then its `kubernetes`
+//! finalizer removed, after which it goes.
 //! (Upstream runs the latter in kube-controller-manager's namespace
 //! controller; rkube's API server runs it until the controllers crate exists.)
 
@@ -24,24 +25,28 @@ fn opts() -> WriteOptions {
     }
 }
 
-/// Creates the system namespaces, and the `default/kubernetes` Service and
-/// Endpoints that point in-cluster clients at the API server, if missing.
+/// Creates the system namespaces, the `default/kubernetes` Service and
+/// Endpoints that point in-cluster clients at the API server, and the
+/// system PriorityClasses (`system-node-critical`,
+/// `system-cluster-critical`), if missing.
 pub async fn ensure_builtins(rest: &Rest, advertise: std::net::SocketAddr) {
     let ip = if advertise.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
         advertise.ip().to_string()
     };
-    let mut builtins: Vec<(&str, Value)> = SYSTEM_NAMESPACES
+    let mut builtins: Vec<(&str, &str, Value)> = SYSTEM_NAMESPACES
         .iter()
         .map(|name| {
             (
+                "",
                 "namespaces",
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
             )
         })
         .collect();
     builtins.push((
+        "",
         "services",
         json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
@@ -52,14 +57,20 @@ pub async fn ensure_builtins(rest: &Rest, advertise: std::net::SocketAddr) {
     // server listening on loopback publishes the Service alone.
     if !advertise.ip().is_loopback() {
         builtins.push((
+            "",
             "endpoints",
             json!({"apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
                 "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": advertise.port(), "protocol": "TCP"}]}]}),
         ));
     }
-    for (plural, body) in builtins {
-        let Some(res) = resources::lookup("", "v1", plural) else {
+    builtins.extend(
+        crate::admission::system_priority_classes()
+            .into_iter()
+            .map(|pc| ("scheduling.k8s.io", "priorityclasses", pc)),
+    );
+    for (group, plural, body) in builtins {
+        let Some(res) = resources::lookup(group, "v1", plural) else {
             continue;
         };
         let namespace = body

@@ -12,6 +12,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rkube_store::Store;
 
+mod scheduler_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "rkube",
@@ -57,29 +59,9 @@ enum Cmd {
     },
     /// Run a node agent: one node, or with --simulate N simulated nodes.
     Agent(AgentArgs),
-    /// Run the scheduler alone (rkube server runs one in process).
-    Scheduler {
-        /// Kubeconfig with the API server and credentials.
-        #[arg(long)]
-        kubeconfig: PathBuf,
-        /// API server URL, overriding the kubeconfig's.
-        #[arg(long)]
-        server: Option<String>,
-    },
-}
-
-/// Runs the scheduler with the default profile.
-async fn run_scheduler(client: kube::Client) -> anyhow::Result<()> {
-    let (listers, writers) = rkube_scheduler::listers::Listers::new();
-    let handle = rkube_scheduler::plugins::Handle {
-        client: Some(client.clone()),
-        listers,
-    };
-    let profile = rkube_scheduler::Profile::default_profile(&handle)?;
-    tokio::select! {
-        _ = writers.run(client.clone()) => Ok(()),
-        r = rkube_scheduler::Scheduler::run(client, vec![profile]) => Ok(r?),
-    }
+    /// Run the scheduler alone (rkube server runs one in process), or
+    /// explain a pod's placement.
+    Scheduler(scheduler_cmd::SchedulerArgs),
 }
 
 /// Flags of the components `rkube server` runs in process.
@@ -101,10 +83,20 @@ struct ServerSimArgs {
     /// Prefix length of each node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// Do not run the scheduler in process (run `rkube scheduler` instead).
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// KubeSchedulerConfiguration file for the in-process scheduler.
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
 }
 
 /// Runs the in-process components once the API server is ready.
-async fn run_components(kubeconfig: PathBuf, sim: ServerSimArgs) -> anyhow::Result<()> {
+async fn run_components(
+    kubeconfig: PathBuf,
+    sim: ServerSimArgs,
+    scheduler_metrics: Arc<rkube_scheduler::metrics::SchedulerMetrics>,
+) -> anyhow::Result<()> {
     let client = rkube_node::client_from_kubeconfig(&kubeconfig, None).await?;
     let sim_cfg = rkube_node::SimConfig {
         count: sim.simulated_nodes,
@@ -123,8 +115,16 @@ async fn run_components(kubeconfig: PathBuf, sim: ServerSimArgs) -> anyhow::Resu
             .await
             .context("node IPAM controller")
     });
-    let sched_client = client.clone();
-    set.spawn(async move { run_scheduler(sched_client).await.context("scheduler") });
+    if !sim.disable_scheduler {
+        let sched_config = scheduler_cmd::load_config(sim.scheduler_config.as_deref())?;
+        let sched_client = client.clone();
+        let sched_metrics = scheduler_metrics.clone();
+        set.spawn(async move {
+            scheduler_cmd::run(sched_client, sched_config, sched_metrics)
+                .await
+                .context("scheduler")
+        });
+    }
     let cfg = sim.heartbeat.engine_config();
     set.spawn(async move {
         rkube_node::sim::run(client, sim_cfg, cfg)
@@ -322,6 +322,9 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Server { data_dir, listen, store, etcd_endpoints, bookmark_interval_seconds, compaction_interval_seconds, sim } => {
+                if !sim.disable_scheduler {
+                    scheduler_cmd::load_config(sim.scheduler_config.as_deref())?;
+                }
                 std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
                 let store: Arc<dyn Store> = match store {
                     StoreKind::Embedded => Arc::new(
@@ -336,9 +339,10 @@ fn main() -> anyhow::Result<()> {
                 config.bookmark_interval = Duration::from_secs(bookmark_interval_seconds.max(1));
                 config.compaction_interval = Duration::from_secs(compaction_interval_seconds.max(1));
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<PathBuf>();
+                let scheduler_metrics = Arc::new(rkube_scheduler::metrics::SchedulerMetrics::new());
                 let components = tokio::spawn(async move {
                     let Ok(kubeconfig) = ready_rx.await else { return Ok(()) };
-                    run_components(kubeconfig, sim).await
+                    run_components(kubeconfig, sim, scheduler_metrics).await
                 });
                 let server = rkube_apiserver::run(
                     config,
@@ -361,15 +365,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Cmd::Agent(args) => run_agent(args).await,
-            Cmd::Scheduler { kubeconfig, server } => {
-                let client = rkube_node::client_from_kubeconfig(&kubeconfig, server.as_deref())
-                    .await
-                    .with_context(|| format!("loading {}", kubeconfig.display()))?;
-                tokio::select! {
-                    r = run_scheduler(client) => r,
-                    _ = shutdown_signal() => Ok(()),
-                }
-            }
+            Cmd::Scheduler(args) => scheduler_cmd::main(args).await,
         }
     })
 }

@@ -60,7 +60,11 @@ fn resources_and_cordon_decide_placement() {
     // p3 fits nowhere: a lacks CPU, b is cordoned. It stays Pending with
     // upstream's condition and event.
     s.ok_stdin(&["apply", "-f", "-"], &pod("p3", "1500m"));
-    let want = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) were unschedulable.";
+    // DefaultPreemption adds its own verdict: a has no lower-priority pod
+    // to evict, b is cordoned.
+    let want = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) were unschedulable. \
+                preemption: 0/2 nodes are available: 1 No preemption victims found for \
+                incoming pod, 1 Preemption is not helpful for scheduling..";
     eventually(Duration::from_secs(30), || {
         let c = jsonpath(
             &s,
@@ -150,7 +154,8 @@ fn taints_and_node_affinity() {
     // Filters run in upstream's order (TaintToleration before
     // NodeAffinity): c fails on its taint, b on the selector.
     let want = "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, \
-                2 node(s) had untolerated taint {dedicated: gpu}.";
+                2 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/3 nodes are \
+                available: 3 Preemption is not helpful for scheduling..";
     eventually(Duration::from_secs(30), || {
         let m = jsonpath(&s, &["get", "pod", "t2"], "{.status.conditions[0].message}");
         (m == want).then_some(())

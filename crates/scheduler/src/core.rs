@@ -8,9 +8,99 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::framework::{
-    Code, CycleState, NodeInfo, NodeScore, PodInfo, PostFilterResult, Snapshot, Status,
+    Code, CycleState, NodeInfo, NodeScore, PodInfo, PostFilterContext, PostFilterResult, Snapshot,
+    Status,
 };
+use crate::metrics::{status_label, SchedulerMetrics};
+use crate::nominator::{nominated_node_name, Nominator};
 use crate::profile::Profile;
+
+/// Runs the profile's Filter plugins on one node; the first rejection (with
+/// its plugin) or success.
+pub fn run_filters(
+    profile: &Profile,
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Status {
+    for f in &profile.filter {
+        if state.skip_filter.contains(f.name()) {
+            continue;
+        }
+        let s = f.filter(state, pod, node);
+        if !s.is_success() {
+            return s.with_plugin(f.name());
+        }
+    }
+    Status::success()
+}
+
+/// [`run_filters`], recording each plugin's duration.
+fn run_filters_timed(
+    profile: &Profile,
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+    m: &SchedulerMetrics,
+) -> Status {
+    for f in &profile.filter {
+        if state.skip_filter.contains(f.name()) {
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let s = f.filter(state, pod, node);
+        m.plugin(
+            f.name(),
+            "Filter",
+            status_label(s.code),
+            t.elapsed().as_secs_f64(),
+        );
+        if !s.is_success() {
+            return s.with_plugin(f.name());
+        }
+    }
+    Status::success()
+}
+
+/// Upstream's `RunFilterPluginsWithNominatedPods`: when pods of equal or
+/// higher priority are nominated to the node, the pod must fit both with
+/// them (as if they ran there) and without them (their affinity terms must
+/// not be what makes it fit).
+pub fn run_filters_with_nominated(
+    profile: &Profile,
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+    nominator: &Nominator,
+) -> Status {
+    let nominated: Vec<&Arc<PodInfo>> = nominator
+        .pods_on(&node.name)
+        .iter()
+        .filter(|p| p.uid != pod.uid && p.priority() >= pod.priority())
+        .collect();
+    if nominated.is_empty() {
+        return run_filters(profile, state, pod, node);
+    }
+    let mut with_state = state.clone();
+    let mut with_node = node.clone();
+    for p in nominated {
+        with_node.add_pod(p.clone());
+        for pf in &profile.pre_filter {
+            if state.skip_filter.contains(pf.name()) {
+                continue;
+            }
+            let s = pf.add_pod(&mut with_state, pod, p, &with_node);
+            if !s.is_success() {
+                return s.with_plugin(pf.name());
+            }
+        }
+    }
+    let s = run_filters(profile, &with_state, pod, &with_node);
+    if !s.is_success() {
+        return s;
+    }
+    run_filters(profile, state, pod, node)
+}
 
 /// Why no node was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,23 +203,104 @@ impl Rng {
     }
 }
 
+/// Times extension points (always, when metrics are on) and plugins (in
+/// sampled cycles).
+struct PointTimer {
+    metrics: Option<Arc<SchedulerMetrics>>,
+    profile: String,
+    sampled: bool,
+    point: &'static str,
+    started: Option<std::time::Instant>,
+}
+
+impl PointTimer {
+    fn new(metrics: Option<Arc<SchedulerMetrics>>, profile: &str, sampled: bool) -> PointTimer {
+        PointTimer {
+            profile: if metrics.is_some() {
+                profile.to_string()
+            } else {
+                String::new()
+            },
+            metrics,
+            sampled,
+            point: "",
+            started: None,
+        }
+    }
+
+    fn start(&mut self, point: &'static str) {
+        self.point = point;
+        self.started = self.metrics.as_ref().map(|_| std::time::Instant::now());
+    }
+
+    fn done(&mut self, code: Code) {
+        if let (Some(m), Some(t)) = (&self.metrics, self.started.take()) {
+            m.point(
+                self.point,
+                status_label(code),
+                &self.profile,
+                t.elapsed().as_secs_f64(),
+            );
+        }
+    }
+
+    fn sampled_metrics(&self) -> Option<&SchedulerMetrics> {
+        self.metrics.as_deref().filter(|_| self.sampled)
+    }
+
+    fn plugin_start(&self) -> Option<std::time::Instant> {
+        self.sampled_metrics().map(|_| std::time::Instant::now())
+    }
+
+    fn plugin_done(&self, t: Option<std::time::Instant>, plugin: &'static str, code: Code) {
+        if let (Some(m), Some(t)) = (self.sampled_metrics(), t) {
+            m.plugin(
+                plugin,
+                self.point,
+                status_label(code),
+                t.elapsed().as_secs_f64(),
+            );
+        }
+    }
+}
+
 /// The scheduling algorithm's state across cycles.
 pub struct Algorithm {
     /// Where the next cycle starts filtering (round robin over nodes).
     next_start: usize,
     rng: Rng,
+    /// Pods nominated to nodes by preemption.
+    pub nominator: Nominator,
+    /// Where to record extension point and (sampled) plugin durations.
+    pub metrics: Option<Arc<SchedulerMetrics>>,
+    cycles: u64,
 }
+
+/// Plugin durations are recorded in one cycle out of this many (upstream
+/// samples 10 %).
+const PLUGIN_METRICS_SAMPLE: u64 = 10;
 
 impl Default for Algorithm {
     fn default() -> Self {
         Algorithm {
             next_start: 0,
             rng: Rng::seeded(),
+            nominator: Nominator::default(),
+            metrics: None,
+            cycles: 0,
         }
     }
 }
 
 impl Algorithm {
+    /// An algorithm recording into `metrics`.
+    pub fn with_metrics(metrics: Arc<SchedulerMetrics>) -> Algorithm {
+        Algorithm {
+            metrics: Some(metrics),
+            ..Algorithm::default()
+        }
+    }
+
     /// Runs PreFilter through NormalizeScore for `pod`; with `explain`,
     /// records every node's verdict.
     pub fn schedule(
@@ -138,7 +309,25 @@ impl Algorithm {
         state: &mut CycleState,
         pod: &PodInfo,
         snapshot: &Snapshot,
+        explain: Option<&mut Explanation>,
+    ) -> Outcome {
+        self.cycles += 1;
+        let mut timer = PointTimer::new(
+            self.metrics.clone(),
+            &profile.scheduler_name,
+            self.cycles.is_multiple_of(PLUGIN_METRICS_SAMPLE),
+        );
+        self.run_cycle(profile, state, pod, snapshot, explain, &mut timer)
+    }
+
+    fn run_cycle(
+        &mut self,
+        profile: &Profile,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
         mut explain: Option<&mut Explanation>,
+        timer: &mut PointTimer,
     ) -> Outcome {
         let all = snapshot.nodes.len();
         if all == 0 {
@@ -151,8 +340,14 @@ impl Algorithm {
             });
         }
         // PreFilter.
+        timer.start("PreFilter");
         for p in &profile.pre_filter {
+            let t = timer.plugin_start();
             let s = p.pre_filter(state, pod, snapshot).with_plugin(p.name());
+            timer.plugin_done(t, p.name(), s.code);
+            if s.code != Code::Success && s.code != Code::Skip {
+                timer.done(s.code);
+            }
             match s.code {
                 Code::Success => {}
                 Code::Skip => {
@@ -166,12 +361,42 @@ impl Algorithm {
                         post_filter_msg: None,
                         nominated: None,
                     };
-                    return self.post_filter(profile, state, pod, snapshot, fit);
+                    return self.post_filter(profile, state, pod, snapshot, fit, timer);
                 }
                 _ => return Outcome::Error(format!("{}: {}", p.name(), s.reasons.join(", "))),
             }
         }
+        timer.done(Code::Success);
+        // A nominated node (from an earlier preemption) is tried first.
+        let nominated = self
+            .nominator
+            .node_of(&pod.uid)
+            .or_else(|| nominated_node_name(pod))
+            .and_then(|n| snapshot.get(n))
+            .filter(|n| {
+                state
+                    .node_names
+                    .as_ref()
+                    .is_none_or(|s| s.contains(&n.name))
+            });
+        if let Some(node) = nominated {
+            let s = run_filters_with_nominated(profile, state, pod, node, &self.nominator);
+            if s.code == Code::Error {
+                return Outcome::Error(format!("{}: {}", s.plugin, s.reasons.join(", ")));
+            }
+            if s.is_success() {
+                if let Some(e) = explain {
+                    e.chosen = Some(node.name.clone());
+                }
+                return Outcome::Scheduled {
+                    node: node.name.clone(),
+                    evaluated: 1,
+                    feasible: 1,
+                };
+            }
+        }
         // Filter, over enough nodes.
+        timer.start("Filter");
         let candidates: Vec<usize> = match &state.node_names {
             Some(names) => names
                 .iter()
@@ -197,17 +422,13 @@ impl Algorithm {
             }
             let node = &snapshot.nodes[idx];
             evaluated += 1;
-            let mut rejected = None;
-            for f in &profile.filter {
-                if state.skip_filter.contains(f.name()) {
-                    continue;
+            let s = match timer.sampled_metrics() {
+                Some(m) if self.nominator.pods_on(&node.name).is_empty() => {
+                    run_filters_timed(profile, state, pod, node, m)
                 }
-                let s = f.filter(state, pod, node);
-                if !s.is_success() {
-                    rejected = Some(s.with_plugin(f.name()));
-                    break;
-                }
-            }
+                _ => run_filters_with_nominated(profile, state, pod, node, &self.nominator),
+            };
+            let rejected = (!s.is_success()).then_some(s);
             match rejected {
                 None => feasible.push(node.clone()),
                 Some(s) if s.code == Code::Error => {
@@ -227,6 +448,11 @@ impl Algorithm {
         if !restricted {
             self.next_start = (start + evaluated) % all;
         }
+        timer.done(if feasible.is_empty() {
+            Code::Unschedulable
+        } else {
+            Code::Success
+        });
         if feasible.is_empty() {
             // Nodes excluded by a PreFilter's node set count as rejected.
             let fit = FitError {
@@ -236,7 +462,7 @@ impl Algorithm {
                 post_filter_msg: None,
                 nominated: None,
             };
-            return self.post_filter(profile, state, pod, snapshot, fit);
+            return self.post_filter(profile, state, pod, snapshot, fit, timer);
         }
         let feasible_count = feasible.len();
         if feasible_count == 1 && explain.is_none() {
@@ -247,8 +473,11 @@ impl Algorithm {
             };
         }
         // PreScore.
+        timer.start("PreScore");
         for p in &profile.pre_score {
+            let t = timer.plugin_start();
             let s = p.pre_score(state, pod, &feasible, snapshot);
+            timer.plugin_done(t, p.name(), s.code);
             match s.code {
                 Code::Success => {}
                 Code::Skip => {
@@ -257,12 +486,15 @@ impl Algorithm {
                 _ => return Outcome::Error(format!("{}: {}", p.name(), s.reasons.join(", "))),
             }
         }
+        timer.done(Code::Success);
         // Score, NormalizeScore, weights.
+        timer.start("Score");
         let mut totals = vec![0i64; feasible_count];
         for (plugin, weight) in &profile.score {
             if state.skip_score.contains(plugin.name()) {
                 continue;
             }
+            let t = timer.plugin_start();
             let mut scores: Vec<NodeScore> = Vec::with_capacity(feasible_count);
             for n in &feasible {
                 let (score, s) = plugin.score(state, pod, n);
@@ -278,6 +510,7 @@ impl Algorithm {
             if !s.is_success() {
                 return Outcome::Error(format!("{}: {}", plugin.name(), s.reasons.join(", ")));
             }
+            timer.plugin_done(t, plugin.name(), Code::Success);
             for (i, ns) in scores.iter().enumerate() {
                 totals[i] += ns.score * weight;
                 if let Some(e) = explain.as_deref_mut() {
@@ -288,6 +521,7 @@ impl Algorithm {
                 }
             }
         }
+        timer.done(Code::Success);
         // The best node; ties by reservoir sampling.
         let mut best = 0;
         let mut ties = 1u64;
@@ -320,132 +554,46 @@ impl Algorithm {
         pod: &PodInfo,
         snapshot: &Snapshot,
         mut fit: FitError,
+        timer: &mut PointTimer,
     ) -> Outcome {
+        timer.start("PostFilter");
         let mut rejections = fit.node_statuses.clone();
         if let Some(s) = &fit.pre_filter {
             for n in &snapshot.nodes {
                 rejections.insert(n.name.clone(), s.clone());
             }
         }
+        let ctx = PostFilterContext {
+            profile,
+            snapshot,
+            rejections: &rejections,
+            nominator: &self.nominator,
+        };
         for p in &profile.post_filter {
-            let (result, s) = p.post_filter(state, pod, snapshot, &rejections);
+            let (result, s) = p.post_filter(&ctx, state, pod);
             if !s.reasons.is_empty() {
                 fit.post_filter_msg = Some(s.reasons.join(", "));
             }
+            fit.nominated = result;
             if s.is_success() {
-                fit.nominated = result;
                 break;
             }
         }
+        timer.done(
+            if fit
+                .nominated
+                .as_ref()
+                .is_some_and(|r| !r.nominated_node.is_empty())
+            {
+                Code::Success
+            } else {
+                Code::Unschedulable
+            },
+        );
         Outcome::Unschedulable(fit)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plugins::Handle;
-    use crate::testing::{info, node, pod};
-
-    fn snapshot(nodes: Vec<k8s_openapi::api::core::v1::Node>) -> Snapshot {
-        Snapshot::new(
-            nodes
-                .into_iter()
-                .map(|n| Arc::new(NodeInfo::new(Arc::new(n))))
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn picks_a_feasible_node_and_explains_rejections() {
-        let profile = Profile::default_profile(&Handle::default()).unwrap();
-        let mut cordoned = node("c").build();
-        cordoned.spec.as_mut().unwrap().unschedulable = Some(true);
-        let snap = snapshot(vec![cordoned, node("ok").build()]);
-        let mut alg = Algorithm::default();
-        let mut ex = Explanation::default();
-        let out = alg.schedule(
-            &profile,
-            &mut CycleState::default(),
-            &info(pod("p").build()),
-            &snap,
-            Some(&mut ex),
-        );
-        assert!(
-            matches!(out, Outcome::Scheduled { ref node, .. } if node == "ok"),
-            "{out:?}"
-        );
-        assert_eq!(ex.rejected["c"].0, "NodeUnschedulable");
-        assert_eq!(ex.chosen.as_deref(), Some("ok"));
-    }
-
-    #[test]
-    fn fit_error_message_is_upstreams() {
-        let mut statuses = HashMap::new();
-        for (n, r) in [
-            ("a", "Insufficient cpu"),
-            ("b", "Insufficient cpu"),
-            ("c", "node(s) had untolerated taint {dedicated: gpu}"),
-        ] {
-            statuses.insert(n.to_string(), Status::unschedulable(r));
-        }
-        let fit = FitError {
-            num_all_nodes: 3,
-            pre_filter: None,
-            node_statuses: statuses,
-            post_filter_msg: Some(
-                "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling"
-                    .into(),
-            ),
-            nominated: None,
-        };
-        assert_eq!(
-            fit.message(),
-            "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, \
-             2 Insufficient cpu. preemption: 0/3 nodes are available: 3 Preemption is not \
-             helpful for scheduling."
-        );
-        let none = snapshot(vec![]);
-        let profile = Profile::default_profile(&Handle::default()).unwrap();
-        let out = Algorithm::default().schedule(
-            &profile,
-            &mut CycleState::default(),
-            &info(pod("p").build()),
-            &none,
-            None,
-        );
-        match out {
-            Outcome::Unschedulable(f) => assert_eq!(f.message(), "0/0 nodes are available:"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn round_robin_start() {
-        let profile = Profile::default_profile(&Handle::default()).unwrap();
-        let nodes: Vec<_> = (0..200).map(|i| node(&format!("n{i}")).build()).collect();
-        let snap = snapshot(nodes);
-        let mut alg = Algorithm::default();
-        // 200 nodes: 100 feasible wanted per cycle; the next cycle starts
-        // after the last node evaluated.
-        let out = alg.schedule(
-            &profile,
-            &mut CycleState::default(),
-            &info(pod("p").build()),
-            &snap,
-            None,
-        );
-        assert!(
-            matches!(
-                out,
-                Outcome::Scheduled {
-                    evaluated: 100,
-                    feasible: 100,
-                    ..
-                }
-            ),
-            "{out:?}"
-        );
-        assert_eq!(alg.next_start, 100);
-    }
-}
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! Read-only caches of the objects plugins consult besides nodes and pods:
 //! namespaces (InterPodAffinity's namespaceSelector), the workload objects
-//! that select a pod (PodTopologySpread's default constraints) and
+//! that select a pod (PodTopologySpread's default constraints; rkube does
+//! not serve ReplicationControllers, so that store stays empty) and
 //! PodDisruptionBudgets (DefaultPreemption). Each is a `kube` reflector
 //! store fed by one watch per process; unit tests fill them by hand with
 //! [`Listers::fill`].
@@ -24,8 +25,20 @@ pub struct Listers {
     pub services: Store<Service>,
     pub replica_sets: Store<ReplicaSet>,
     pub stateful_sets: Store<StatefulSet>,
+    /// Always empty: rkube does not serve ReplicationControllers.
     pub replication_controllers: Store<ReplicationController>,
     pub pdbs: Store<PodDisruptionBudget>,
+}
+
+/// Objects to load into [`Listers`].
+#[derive(Default)]
+pub struct Lists {
+    pub namespaces: Vec<Namespace>,
+    pub services: Vec<Service>,
+    pub replica_sets: Vec<ReplicaSet>,
+    pub stateful_sets: Vec<StatefulSet>,
+    pub replication_controllers: Vec<ReplicationController>,
+    pub pdbs: Vec<PodDisruptionBudget>,
 }
 
 /// The writing halves, consumed by [`Writers::run`].
@@ -73,22 +86,59 @@ impl Listers {
         replica_sets: Vec<ReplicaSet>,
         pdbs: Vec<PodDisruptionBudget>,
     ) -> Listers {
+        Listers::from_lists(Lists {
+            namespaces,
+            services,
+            replica_sets,
+            pdbs,
+            ..Default::default()
+        })
+    }
+
+    /// Stores holding exactly these objects.
+    pub fn from_lists(lists: Lists) -> Listers {
+        fn load<K>(w: &mut reflector::store::Writer<K>, objs: Vec<K>)
+        where
+            K: Resource<DynamicType = ()> + Clone + 'static,
+        {
+            w.apply_watcher_event(&Event::Init);
+            for o in objs {
+                w.apply_watcher_event(&Event::InitApply(o));
+            }
+            w.apply_watcher_event(&Event::InitDone);
+        }
         let (l, mut w) = Listers::new();
-        w.namespaces.apply_watcher_event(&Event::Init);
-        for o in namespaces {
-            w.namespaces.apply_watcher_event(&Event::InitApply(o));
-        }
-        w.namespaces.apply_watcher_event(&Event::InitDone);
-        for o in services {
-            w.services.apply_watcher_event(&Event::Apply(o));
-        }
-        for o in replica_sets {
-            w.replica_sets.apply_watcher_event(&Event::Apply(o));
-        }
-        for o in pdbs {
-            w.pdbs.apply_watcher_event(&Event::Apply(o));
-        }
+        load(&mut w.namespaces, lists.namespaces);
+        load(&mut w.services, lists.services);
+        load(&mut w.replica_sets, lists.replica_sets);
+        load(&mut w.stateful_sets, lists.stateful_sets);
+        load(
+            &mut w.replication_controllers,
+            lists.replication_controllers,
+        );
+        load(&mut w.pdbs, lists.pdbs);
         l
+    }
+
+    /// Lists every kind once (for one-shot tools such as `explain`).
+    pub async fn list_all(client: &Client) -> Result<Listers, kube::Error> {
+        async fn all<K>(client: &Client) -> Result<Vec<K>, kube::Error>
+        where
+            K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        {
+            Ok(Api::<K>::all(client.clone())
+                .list(&Default::default())
+                .await?
+                .items)
+        }
+        Ok(Listers::from_lists(Lists {
+            namespaces: all(client).await?,
+            services: all(client).await?,
+            replica_sets: all(client).await?,
+            stateful_sets: all(client).await?,
+            replication_controllers: Vec::new(),
+            pdbs: all(client).await?,
+        }))
     }
 
     /// A namespace's labels (`None` if the namespace is not known).
@@ -127,7 +177,6 @@ impl Writers {
             reflect(client.clone(), self.services),
             reflect(client.clone(), self.replica_sets),
             reflect(client.clone(), self.stateful_sets),
-            reflect(client.clone(), self.replication_controllers),
             reflect(client, self.pdbs),
         );
     }

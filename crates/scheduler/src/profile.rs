@@ -1,7 +1,7 @@
 //! A scheduling profile: the plugins enabled at each extension point, in
 //! order, with score weights, built from the registry by name.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -65,59 +65,89 @@ impl Profile {
         args: &HashMap<String, Value>,
         handle: &Handle,
     ) -> Result<Profile, ProfileError> {
-        let empty = Value::Object(Default::default());
-        let mut built: Vec<(Extensions, i64)> = Vec::new();
-        for (name, weight) in enabled {
-            let f = plugins::factory(name).ok_or_else(|| PluginError::Unknown(name.to_string()))?;
-            let ext = f(args.get(*name).unwrap_or(&empty), handle)?;
-            built.push((ext, *weight));
+        use crate::config::{PluginConfig, PluginRef, PluginSet, Plugins, ProfileConfig};
+        let pc = ProfileConfig {
+            scheduler_name: Some(scheduler_name.to_string()),
+            percentage_of_nodes_to_score: None,
+            plugins: Some(Plugins {
+                multi_point: PluginSet {
+                    enabled: enabled
+                        .iter()
+                        .map(|(n, w)| PluginRef {
+                            name: n.to_string(),
+                            weight: Some(*w),
+                        })
+                        .collect(),
+                    disabled: vec![PluginRef {
+                        name: "*".into(),
+                        weight: None,
+                    }],
+                },
+                ..Default::default()
+            }),
+            plugin_config: args
+                .iter()
+                .map(|(k, v)| PluginConfig {
+                    name: k.clone(),
+                    args: v.clone(),
+                })
+                .collect(),
+        };
+        crate::config::build_profile(&pc, handle).map_err(|e| match e {
+            crate::config::ConfigError::Profile(p) => p,
+            crate::config::ConfigError::Plugin(p) => ProfileError::Plugin(p),
+            other => ProfileError::Plugin(PluginError::Unknown(other.to_string())),
+        })
+    }
+
+    /// A profile from resolved per-point plugin lists (see
+    /// [`crate::config`]) and the built plugins.
+    pub fn from_points(
+        scheduler_name: &str,
+        points: &BTreeMap<&'static str, Vec<(String, i64)>>,
+        built: &HashMap<String, Extensions>,
+    ) -> Result<Profile, ProfileError> {
+        let at = |point: &str| -> Vec<(&Extensions, i64)> {
+            points
+                .get(point)
+                .into_iter()
+                .flatten()
+                .filter_map(|(n, w)| built.get(n).map(|e| (e, *w)))
+                .collect()
+        };
+        macro_rules! pick {
+            ($point:literal, $field:ident) => {
+                at($point)
+                    .into_iter()
+                    .filter_map(|(e, _)| e.$field.clone())
+                    .collect()
+            };
         }
-        let queue_sort = built
-            .iter()
+        let queue_sort = at("queueSort")
+            .into_iter()
             .find_map(|(e, _)| e.queue_sort.clone())
             .ok_or_else(|| ProfileError::NoQueueSort(scheduler_name.to_string()))?;
-        let collect = |f: &dyn Fn(&Extensions) -> bool| built.iter().filter(|(e, _)| f(e)).count();
-        if collect(&|e| e.bind.is_some()) == 0 {
+        let bind: Vec<Arc<dyn BindPlugin>> = pick!("bind", bind);
+        if bind.is_empty() {
             return Err(ProfileError::NoBind(scheduler_name.to_string()));
         }
         Ok(Profile {
             scheduler_name: scheduler_name.to_string(),
-            pre_enqueue: built
-                .iter()
-                .filter_map(|(e, _)| e.pre_enqueue.clone())
-                .collect(),
+            pre_enqueue: pick!("preEnqueue", pre_enqueue),
             queue_sort,
-            pre_filter: built
-                .iter()
-                .filter_map(|(e, _)| e.pre_filter.clone())
+            pre_filter: pick!("preFilter", pre_filter),
+            filter: pick!("filter", filter),
+            post_filter: pick!("postFilter", post_filter),
+            pre_score: pick!("preScore", pre_score),
+            score: at("score")
+                .into_iter()
+                .filter_map(|(e, w)| e.score.clone().map(|s| (s, w.max(1))))
                 .collect(),
-            filter: built.iter().filter_map(|(e, _)| e.filter.clone()).collect(),
-            post_filter: built
-                .iter()
-                .filter_map(|(e, _)| e.post_filter.clone())
-                .collect(),
-            pre_score: built
-                .iter()
-                .filter_map(|(e, _)| e.pre_score.clone())
-                .collect(),
-            score: built
-                .iter()
-                .filter_map(|(e, w)| e.score.clone().map(|s| (s, (*w).max(1))))
-                .collect(),
-            reserve: built
-                .iter()
-                .filter_map(|(e, _)| e.reserve.clone())
-                .collect(),
-            permit: built.iter().filter_map(|(e, _)| e.permit.clone()).collect(),
-            pre_bind: built
-                .iter()
-                .filter_map(|(e, _)| e.pre_bind.clone())
-                .collect(),
-            bind: built.iter().filter_map(|(e, _)| e.bind.clone()).collect(),
-            post_bind: built
-                .iter()
-                .filter_map(|(e, _)| e.post_bind.clone())
-                .collect(),
+            reserve: pick!("reserve", reserve),
+            permit: pick!("permit", permit),
+            pre_bind: pick!("preBind", pre_bind),
+            bind,
+            post_bind: pick!("postBind", post_bind),
             percentage_of_nodes_to_score: None,
         })
     }

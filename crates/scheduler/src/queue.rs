@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use tokio::time::Instant;
 
 use crate::framework::{Code, PodInfo, PreEnqueuePlugin, QueueSortPlugin, QueuedPodInfo};
@@ -59,6 +60,21 @@ pub struct SchedulingQueue {
     seq: u64,
     cycle: u64,
     move_request_cycle: u64,
+    /// Pods parked as unschedulable (possibly stale: checked when used).
+    parked: std::collections::HashSet<String>,
+}
+
+/// Whether a pod changed beyond its status, resourceVersion, generation
+/// and managedFields.
+fn pod_updated(old: &Pod, new: &Pod) -> bool {
+    let strip = |p: &Pod| {
+        let mut m = p.metadata.clone();
+        m.resource_version = None;
+        m.generation = None;
+        m.managed_fields = None;
+        m
+    };
+    old.spec != new.spec || strip(old) != strip(new)
 }
 
 fn backoff_for(attempts: u32) -> Duration {
@@ -83,6 +99,7 @@ impl SchedulingQueue {
             seq: 0,
             cycle: 0,
             move_request_cycle: 0,
+            parked: Default::default(),
         }
     }
 
@@ -94,12 +111,15 @@ impl SchedulingQueue {
         })
     }
 
-    /// Adds or updates a pending pod.
+    /// Adds or updates a pending pod. An unschedulable pod is retried at
+    /// once only when something other than its status changed (upstream's
+    /// `isPodUpdated`), so the scheduler's own status writes do not loop.
     pub fn upsert(&mut self, info: Arc<PodInfo>) {
         let gated = self.gate(&info).is_some();
         let now = Instant::now();
         match self.pods.get_mut(&info.uid) {
             Some(e) => {
+                let updated = pod_updated(&e.qpi.info.pod, &info.pod);
                 e.qpi.info = info.clone();
                 match (e.place, gated) {
                     (Place::InFlight, _) => {}
@@ -107,7 +127,7 @@ impl SchedulingQueue {
                         e.place = Place::Active;
                         self.push_heap(info.uid.clone());
                     }
-                    (Place::Unschedulable, false) => {
+                    (Place::Unschedulable, false) if updated => {
                         // An update may make it schedulable: retry now.
                         e.place = Place::Active;
                         self.push_heap(info.uid.clone());
@@ -235,6 +255,7 @@ impl SchedulingQueue {
         if unschedulable && e.cycle > move_cycle {
             e.place = Place::Unschedulable;
             e.since = now;
+            self.parked.insert(uid.to_string());
         } else {
             let at = now + backoff_for(e.qpi.attempts);
             e.place = Place::Backoff;
@@ -266,8 +287,37 @@ impl SchedulingQueue {
             .filter(|(_, e)| e.place == Place::Unschedulable)
             .map(|(u, _)| u.clone())
             .collect();
+        self.parked.clear();
         for uid in uids {
             self.unschedulable_to_queues(&uid, now);
+        }
+    }
+
+    /// A cluster event only some plugins care about (e.g. a pod bound to a
+    /// node matters to InterPodAffinity and PodTopologySpread): moves the
+    /// unschedulable pods that one of `plugins` rejected (upstream's
+    /// queueing hints, coarsely).
+    pub fn move_for_plugins(&mut self, plugins: &[&str]) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let uids: Vec<String> = self.parked.iter().cloned().collect();
+        for uid in uids {
+            let Some(e) = self
+                .pods
+                .get(&uid)
+                .filter(|e| e.place == Place::Unschedulable)
+            else {
+                self.parked.remove(&uid);
+                continue;
+            };
+            let p = &e.qpi.unschedulable_plugins;
+            if p.is_empty() || plugins.iter().any(|x| p.contains(x)) {
+                self.parked.remove(&uid);
+                self.move_request_cycle = self.cycle;
+                self.unschedulable_to_queues(&uid, now);
+            }
         }
     }
 
@@ -486,5 +536,50 @@ mod tests {
         assert!(q.pop().is_some(), "retried after 5 minutes");
         q.delete(&p.info.uid);
         assert_eq!(q.pending(), Pending::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn targeted_moves_only_wake_pods_the_plugins_rejected() {
+        let mut q = queue();
+        q.upsert(with_priority("aff", 0));
+        q.upsert(with_priority("cpu", 0));
+        for _ in 0..2 {
+            let p = q.pop().unwrap();
+            let plugin = if p.info.key.ends_with("aff") {
+                "InterPodAffinity"
+            } else {
+                "NodeResourcesFit"
+            };
+            q.requeue_failed(&p.info.uid, true, vec![plugin]);
+        }
+        assert_eq!(q.pending().unschedulable, 2);
+        tokio::time::advance(INITIAL_BACKOFF).await;
+        q.move_for_plugins(&["InterPodAffinity", "PodTopologySpread"]);
+        assert_eq!(q.pending().unschedulable, 1);
+        assert!(q.pop().unwrap().info.key.ends_with("aff"));
+        assert!(q.pop().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_only_updates_do_not_wake_unschedulable_pods() {
+        let mut q = queue();
+        q.upsert(with_priority("p", 0));
+        let p = q.pop().unwrap();
+        q.requeue_failed(&p.info.uid, true, vec!["NodeResourcesFit"]);
+        let mut pod = (*p.info.pod).clone();
+        pod.status
+            .get_or_insert_with(Default::default)
+            .nominated_node_name = Some("n".into());
+        pod.metadata.resource_version = Some("99".into());
+        q.upsert(Arc::new(info(pod.clone())));
+        assert_eq!(q.pending().unschedulable, 1);
+        // A label change does.
+        pod.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("x".into(), "y".into());
+        q.upsert(Arc::new(info(pod)));
+        assert_eq!(q.pending().unschedulable, 0);
+        assert!(q.pop().is_some());
     }
 }

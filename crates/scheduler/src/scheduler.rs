@@ -23,7 +23,12 @@ use tokio::time::Instant;
 
 use crate::cache::Cache;
 use crate::core::{Algorithm, Outcome};
-use crate::framework::{Code, CycleState, PodInfo};
+use crate::framework::{Code, CycleState, PodInfo, PostFilterResult};
+use crate::metrics::SchedulerMetrics;
+use crate::nominator::nominated_node_name;
+use crate::plugins::default_preemption::PREEMPTION_BY_SCHEDULER;
+use crate::plugins::inter_pod_affinity::NAME as INTER_POD_AFFINITY;
+use crate::plugins::pod_topology_spread::NAME as POD_TOPOLOGY_SPREAD;
 use crate::profile::Profile;
 use crate::queue::SchedulingQueue;
 use crate::resources::pod_requests;
@@ -38,6 +43,8 @@ const MAX_WRITES_IN_FLIGHT: usize = 32;
 pub enum SchedulerError {
     #[error("no profiles")]
     NoProfiles,
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("the {0} watch ended")]
     WatchEnded(&'static str),
 }
@@ -61,6 +68,7 @@ pub struct Scheduler {
     writes: Arc<Semaphore>,
     /// The last unschedulable message posted per pod uid.
     last_message: HashMap<String, String>,
+    metrics: Arc<SchedulerMetrics>,
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -87,6 +95,15 @@ async fn sleep_until(at: Option<Instant>) {
 impl Scheduler {
     /// Runs the scheduler with these profiles until a watch ends.
     pub async fn run(client: Client, profiles: Vec<Profile>) -> Result<(), SchedulerError> {
+        Scheduler::run_with_metrics(client, profiles, Arc::new(SchedulerMetrics::new())).await
+    }
+
+    /// Runs the scheduler, recording into `metrics`.
+    pub async fn run_with_metrics(
+        client: Client,
+        profiles: Vec<Profile>,
+        metrics: Arc<SchedulerMetrics>,
+    ) -> Result<(), SchedulerError> {
         let first = profiles.first().ok_or(SchedulerError::NoProfiles)?;
         let queue = SchedulingQueue::new(
             first.queue_sort.clone(),
@@ -104,11 +121,12 @@ impl Scheduler {
                 .collect(),
             cache: Cache::new(),
             queue,
-            alg: Algorithm::default(),
+            alg: Algorithm::with_metrics(metrics.clone()),
             binds_in_flight: 0,
             bind_tx,
             writes: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT)),
             last_message: HashMap::new(),
+            metrics,
         };
         let mut nodes = watcher::watcher(Api::<Node>::all(client.clone()), Default::default())
             .default_backoff()
@@ -118,6 +136,7 @@ impl Scheduler {
             .boxed();
         let (mut nodes_synced, mut pods_synced) = (false, false);
         let mut unsched_tick = tokio::time::interval(Duration::from_secs(30));
+        let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
         tracing::info!("scheduler started");
         loop {
             let can_schedule = nodes_synced
@@ -146,6 +165,10 @@ impl Scheduler {
                 Some(r) = bind_rx.recv() => s.on_bind_result(r),
                 _ = sleep_until(backoff_at) => s.queue.flush_backoff(Instant::now()),
                 _ = unsched_tick.tick() => s.queue.flush_unschedulable(Instant::now()),
+                _ = metrics_tick.tick() => {
+                    let p = s.queue.pending();
+                    s.metrics.set_pending(p.active, p.backoff, p.unschedulable, p.gated);
+                }
                 _ = std::future::ready(()), if can_schedule => s.schedule_one(),
             }
         }
@@ -183,6 +206,7 @@ impl Scheduler {
         self.cache.remove_pod(uid);
         self.queue.delete(uid);
         self.last_message.remove(uid);
+        self.alg.nominator.remove(uid);
         if was_bound {
             // Freed resources may let pending pods fit.
             self.queue.move_all_to_active_or_backoff();
@@ -206,8 +230,16 @@ impl Scheduler {
             Some(node) => {
                 self.queue.delete(&uid);
                 self.last_message.remove(&uid);
+                self.alg.nominator.remove(&uid);
+                // Newly on a node (or its binding confirmed): pods waiting
+                // for pod (anti-)affinity or spread may fit now.
+                let new = !self.cache.has_pod(&uid) || self.cache.is_assumed(&uid);
                 let info = Arc::new(PodInfo::with(Arc::new(pod), pod_requests));
                 self.cache.upsert_pod(info, &node);
+                if new {
+                    self.queue
+                        .move_for_plugins(&[INTER_POD_AFFINITY, POD_TOPOLOGY_SPREAD]);
+                }
             }
             None => {
                 if pod.metadata.deletion_timestamp.is_some()
@@ -217,6 +249,11 @@ impl Scheduler {
                     return;
                 }
                 let info = Arc::new(PodInfo::with(Arc::new(pod), pod_requests));
+                if nominated_node_name(&info).is_some()
+                    || self.alg.nominator.node_of(&uid).is_some()
+                {
+                    self.alg.nominator.update(info.clone());
+                }
                 self.queue.upsert(info);
             }
         }
@@ -233,11 +270,15 @@ impl Scheduler {
         };
         let mut state = CycleState::default();
         let snapshot = self.cache.snapshot();
+        let started = std::time::Instant::now();
         let outcome = self
             .alg
             .schedule(profile, &mut state, &info, snapshot, None);
         match outcome {
             Outcome::Scheduled { node, .. } => {
+                let secs = started.elapsed().as_secs_f64();
+                self.metrics
+                    .attempt("scheduled", &profile.scheduler_name, secs);
                 // Reserve, undone in reverse on failure.
                 let mut reserved = Vec::new();
                 for r in &profile.reserve {
@@ -264,6 +305,7 @@ impl Scheduler {
                     }
                 }
                 self.cache.assume(&info, &node);
+                self.alg.nominator.remove(&info.uid);
                 self.queue.done(&info.uid);
                 self.last_message.remove(&info.uid);
                 self.binds_in_flight += 1;
@@ -281,17 +323,117 @@ impl Scheduler {
                 });
             }
             Outcome::Unschedulable(fit) => {
+                let secs = started.elapsed().as_secs_f64();
+                self.metrics
+                    .attempt("unschedulable", &profile.scheduler_name, secs);
                 let msg = fit.message();
                 tracing::debug!(message = msg, "pod unschedulable");
                 self.queue.requeue_failed(&info.uid, true, fit.plugins());
+                if let Some(r) = fit.nominated {
+                    self.preempt(&info, r);
+                }
                 self.report_unschedulable(&info, "Unschedulable", msg);
             }
             Outcome::Error(e) => {
+                let secs = started.elapsed().as_secs_f64();
+                self.metrics.attempt("error", &profile.scheduler_name, secs);
                 tracing::warn!(error = e, "scheduling error");
                 self.queue.requeue_failed(&info.uid, false, vec![]);
                 self.report_unschedulable(&info, "SchedulerError", e);
             }
         }
+    }
+
+    /// Carries out a PostFilter result: evicts the victims (a
+    /// DisruptionTarget condition, a graceful delete, a Preempted event),
+    /// clears lower-priority nominations to the node, and nominates the pod
+    /// (or clears its nomination when preemption cannot help).
+    fn preempt(&mut self, info: &Arc<PodInfo>, r: PostFilterResult) {
+        if r.nominated_node.is_empty() {
+            let had = self.alg.nominator.node_of(&info.uid).is_some()
+                || nominated_node_name(info).is_some();
+            self.alg.nominator.remove(&info.uid);
+            if had {
+                self.set_nominated_node(info, None);
+            }
+            return;
+        }
+        let node = r.nominated_node;
+        tracing::info!(
+            pod = info.key,
+            node,
+            victims = r.victims.len(),
+            "preempting lower-priority pods"
+        );
+        self.alg.nominator.add(info.clone(), &node);
+        self.metrics.preemption_attempts.inc();
+        self.metrics
+            .preemption_victims
+            .observe(r.victims.len() as f64);
+        for p in &r.clear_nominations {
+            self.alg.nominator.remove(&p.uid);
+            self.set_nominated_node(p, None);
+        }
+        let scheduler = scheduler_name(&info.pod).to_string();
+        for v in &r.victims {
+            if v.pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let msg = format!("Preempted by pod {} on node {}", info.uid, node);
+            self.event(v, "Normal", "Preempted", msg);
+            let client = self.client.clone();
+            let writes = self.writes.clone();
+            let ns = v.namespace().to_string();
+            let name = v.pod.metadata.name.clone().unwrap_or_default();
+            let uid = v.uid.clone();
+            let body = json!({"status": {"conditions": [{
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": PREEMPTION_BY_SCHEDULER,
+                "message": format!("{scheduler}: preempting to accommodate a higher priority pod"),
+                "lastTransitionTime": Time(Timestamp::now()),
+            }]}});
+            tokio::spawn(async move {
+                let Ok(_permit) = writes.acquire_owned().await else {
+                    return;
+                };
+                let api: Api<Pod> = Api::namespaced(client, &ns);
+                let pp = PatchParams::default();
+                if let Err(e) = api.patch_status(&name, &pp, &Patch::Strategic(&body)).await {
+                    tracing::debug!(error = %e, "victim condition update failed");
+                }
+                let dp = kube::api::DeleteParams {
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                if let Err(e) = api.delete(&name, &dp).await {
+                    tracing::debug!(error = %e, "victim delete failed");
+                }
+            });
+        }
+        self.set_nominated_node(info, Some(node));
+    }
+
+    /// Sets or clears `status.nominatedNodeName`.
+    fn set_nominated_node(&self, info: &PodInfo, node: Option<String>) {
+        let client = self.client.clone();
+        let writes = self.writes.clone();
+        let ns = info.namespace().to_string();
+        let name = info.pod.metadata.name.clone().unwrap_or_default();
+        let body = json!({"status": {"nominatedNodeName": node}});
+        tokio::spawn(async move {
+            let Ok(_permit) = writes.acquire_owned().await else {
+                return;
+            };
+            let api: Api<Pod> = Api::namespaced(client, &ns);
+            let pp = PatchParams::default();
+            if let Err(e) = api.patch_status(&name, &pp, &Patch::Merge(&body)).await {
+                tracing::debug!(error = %e, "nominatedNodeName update failed");
+            }
+        });
     }
 
     fn on_bind_result(&mut self, r: BindResult) {
@@ -377,10 +519,10 @@ impl Scheduler {
             event_time: Some(MicroTime(now)),
             count: Some(1),
             action: Some(
-                if reason == "Scheduled" {
-                    "Binding"
-                } else {
-                    "Scheduling"
+                match reason {
+                    "Scheduled" => "Binding",
+                    "Preempted" => "Preempting",
+                    _ => "Scheduling",
                 }
                 .into(),
             ),

@@ -313,6 +313,11 @@ fn rbac_and_scheduling_and_policy() {
         errs("scheduling.k8s.io", "PriorityClass", &pc),
         vec!["value: Forbidden: maximum allowed value of a user defined priority is 1000000000"]
     );
+    let sys = json!({"metadata": {"name": "system-node-critical"}, "value": 2_000_001_000i64, "globalDefault": true});
+    assert_eq!(
+        errs("scheduling.k8s.io", "PriorityClass", &sys),
+        vec!["metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: globalDefault of system-node-critical PriorityClass must be false"]
+    );
     let mut pc2 = pc.clone();
     pc2["value"] = json!(5);
     assert_eq!(

@@ -50,6 +50,10 @@ pub(crate) fn validate_priority_class(e: &mut Errs, obj: &Value) {
             Some((_, v)) if *v != value => {
                 Some(format!("value of {name} PriorityClass must be {v}"))
             }
+            // Neither system class is the global default.
+            Some(_) if get(obj, "globalDefault").and_then(Value::as_bool) == Some(true) => Some(
+                format!("globalDefault of {name} PriorityClass must be false"),
+            ),
             Some(_) => None,
         };
         if let Some(err) = err {

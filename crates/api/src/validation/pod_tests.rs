@@ -262,3 +262,98 @@ fn init_containers_and_probes() {
         ]
     );
 }
+
+/// A gated pod's spec with a required node affinity of `terms`.
+fn gated_with_terms(terms: Value) -> Value {
+    let mut s = spec_with(vec![ctr("a", "nginx")]);
+    s["schedulingGates"] = json!([{"name": "g1"}]);
+    s["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}});
+    s
+}
+
+#[test]
+fn gated_pods_may_only_extend_node_selector() {
+    let mut s = spec_with(vec![ctr("a", "nginx")]);
+    s["schedulingGates"] = json!([{"name": "g1"}]);
+    s["nodeSelector"] = json!({"a": "b"});
+    let old = pod(s);
+    let mut new = old.clone();
+    new["spec"]["nodeSelector"] = json!({"a": "b", "c": "d"});
+    assert_eq!(update_errs(&new, &old), Vec::<String>::new());
+    new["spec"]["nodeSelector"] = json!({"a": "z", "c": "d"});
+    assert_eq!(
+        update_errs(&new, &old),
+        vec![
+            r#"spec.nodeSelector: Invalid value: map[string]string{"a":"z", "c":"d"}: only additions to spec.nodeSelector are allowed (no mutations or deletions)"#
+        ]
+    );
+    // Ungated pods may not change their node selector at all.
+    let mut ungated = old.clone();
+    ungated["spec"]["schedulingGates"] = json!([]);
+    let mut new = ungated.clone();
+    new["spec"]["nodeSelector"] = json!({"a": "b", "c": "d"});
+    let e = update_errs(&new, &ungated);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("spec: Forbidden: pod updates may not change fields other than"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn gated_pods_may_only_narrow_required_node_affinity() {
+    let a = json!({"key": "a", "operator": "In", "values": ["x"]});
+    let b = json!({"key": "b", "operator": "Exists"});
+    let old = pod(gated_with_terms(json!([{"matchExpressions": [a]}])));
+
+    // An expression added to an existing term narrows it: allowed.
+    let new = pod(gated_with_terms(json!([{"matchExpressions": [a, b]}])));
+    assert_eq!(update_errs(&new, &old), Vec::<String>::new());
+
+    // Replacing an expression is a mutation.
+    let new = pod(gated_with_terms(json!([{"matchExpressions": [b]}])));
+    assert_eq!(
+        update_errs(&new, &old),
+        vec![
+            r#"spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]: Invalid value: core.NodeSelectorTerm{MatchExpressions:[]core.NodeSelectorRequirement{core.NodeSelectorRequirement{Key:"b", Operator:"Exists", Values:[]string(nil)}}, MatchFields:[]core.NodeSelectorRequirement(nil)}: only additions are allowed (no mutations or deletions)"#
+        ]
+    );
+
+    // Adding a term widens the selection (terms are ORed).
+    let new = pod(gated_with_terms(
+        json!([{"matchExpressions": [a]}, {"matchExpressions": [b]}]),
+    ));
+    let e = update_errs(&new, &old);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with(r#"spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: Invalid value: []core.NodeSelectorTerm{core.NodeSelectorTerm{MatchExpressions:[]core.NodeSelectorRequirement{core.NodeSelectorRequirement{Key:"a", Operator:"In", Values:[]string{"x"}}}"#), "{e:?}");
+    assert!(
+        e[0].ends_with(": no additions/deletions to non-empty NodeSelectorTerms list are allowed"),
+        "{e:?}"
+    );
+
+    // Dropping the required affinity altogether is a deletion.
+    let mut new = old.clone();
+    new["spec"].as_object_mut().unwrap().remove("affinity");
+    assert_eq!(
+        update_errs(&new, &old),
+        vec!["spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: Invalid value: []core.NodeSelectorTerm(nil): no additions/deletions to non-empty NodeSelectorTerms list are allowed"]
+    );
+
+    // A gated pod without node affinity may get one.
+    let mut plain = spec_with(vec![ctr("a", "nginx")]);
+    plain["schedulingGates"] = json!([{"name": "g1"}]);
+    let old = pod(plain);
+    let new = pod(gated_with_terms(json!([{"matchExpressions": [a]}])));
+    assert_eq!(update_errs(&new, &old), Vec::<String>::new());
+
+    // Pod affinity stays immutable, gated or not.
+    let mut new = new.clone();
+    new["spec"]["affinity"]["podAffinity"] = json!({"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "kubernetes.io/hostname"}]});
+    let e = update_errs(&new, &old);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("spec: Forbidden: pod updates may not change fields other than"),
+        "{e:?}"
+    );
+}

@@ -2,9 +2,9 @@
 //! immutable except container images, activeDeadlineSeconds (decrease
 //! only), tolerations (additions only), schedulingGates (removals only),
 //! terminationGracePeriodSeconds (negative to 1) and, for gated pods,
-//! nodeSelector additions.
+//! nodeSelector additions and narrower required node affinity.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::meta::validate_object_meta_update;
 use super::pod::validate_pod_spec;
@@ -88,36 +88,7 @@ pub(crate) fn validate_pod_update(e: &mut Errs, new: &Value, old: &Value) {
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
     if gated {
-        let new_sel = munged.get("nodeSelector").cloned();
-        if !same(new_sel.as_ref(), get(os, "nodeSelector")) {
-            let old_sel = get(os, "nodeSelector").and_then(Value::as_object);
-            let removed_or_changed = old_sel
-                .into_iter()
-                .flatten()
-                .any(|(k, v)| new_sel.as_ref().and_then(|n| n.get(k)) != Some(v));
-            if removed_or_changed {
-                e.push(invalid(
-                    &sp.child("nodeSelector"),
-                    new_sel.clone().unwrap_or(Value::Null),
-                    "only additions to spec.nodeSelector are allowed (no mutations or deletions)",
-                ));
-            }
-            copy_member(&mut munged, os, "nodeSelector");
-        }
-        // Node affinity may be narrowed on gated pods; other affinity
-        // changes stay forbidden.
-        let old_na = at(os, &["affinity", "nodeAffinity"]).cloned();
-        if let Some(Value::Object(aff)) = munged.get_mut("affinity") {
-            match old_na {
-                Some(na) => aff.insert("nodeAffinity".into(), na),
-                None => aff.remove("nodeAffinity"),
-            };
-        }
-        if get(os, "affinity").is_none()
-            && munged.get("affinity").is_some_and(|a| same(Some(a), None))
-        {
-            munged.remove("affinity");
-        }
+        gated_pod_updates(e, &mut munged, os, &sp);
     }
     let munged = Value::Object(munged);
     if !semantic_eq(&munged, os) {
@@ -129,6 +100,175 @@ pub(crate) fn validate_pod_update(e: &mut Errs, new: &Value, old: &Value) {
             ),
         ));
     }
+}
+
+/// Upstream's relaxations for gated pods: `spec.nodeSelector` may gain
+/// entries, and required node affinity may only be narrowed. Both are
+/// checked here and taken from the old spec in `munged`.
+fn gated_pod_updates(e: &mut Errs, munged: &mut Map<String, Value>, os: &Value, sp: &Path) {
+    let old_sel = get(os, "nodeSelector");
+    if !same(munged.get("nodeSelector"), old_sel) {
+        let new_sel = munged.get("nodeSelector");
+        let kept = |(k, v): (&String, &Value)| new_sel.and_then(|n| get(n, k)) == Some(v);
+        if !old_sel
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .all(kept)
+        {
+            e.push(invalid_raw(
+                &sp.child("nodeSelector"),
+                &go_string_map(new_sel),
+                "only additions to spec.nodeSelector are allowed (no mutations or deletions)",
+            ));
+        }
+        copy_member(munged, os, "nodeSelector");
+    }
+
+    let old_na = at(os, &["affinity", "nodeAffinity"]).filter(|v| !v.is_null());
+    let new_na = munged
+        .get("affinity")
+        .and_then(|a| get(a, "nodeAffinity"))
+        .filter(|v| !v.is_null())
+        .cloned();
+    if same(old_na, new_na.as_ref()) {
+        return;
+    }
+    node_affinity_mutation(
+        e,
+        &sp.child("affinity").child("nodeAffinity"),
+        new_na.as_ref(),
+        old_na,
+    );
+    let present = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
+    let munged_aff = munged.get("affinity").filter(|v| !v.is_null()).cloned();
+    match (munged_aff, old_na) {
+        (None, None) => {}
+        (None, Some(na)) => {
+            munged.insert("affinity".into(), json!({"nodeAffinity": na}));
+        }
+        (Some(aff), _)
+            if !present(get(os, "affinity"))
+                && !present(get(&aff, "podAntiAffinity"))
+                && !present(get(&aff, "podAffinity")) =>
+        {
+            munged.remove("affinity");
+        }
+        (Some(_), na) => {
+            if let Some(Value::Object(aff)) = munged.get_mut("affinity") {
+                match na {
+                    Some(na) => aff.insert("nodeAffinity".into(), na.clone()),
+                    None => aff.remove("nodeAffinity"),
+                };
+            }
+        }
+    }
+}
+
+/// Upstream's `validateNodeAffinityMutation`: on a gated pod, a non-empty
+/// list of required node selector terms keeps its length, and each term
+/// may only gain match expressions or match fields.
+fn node_affinity_mutation(e: &mut Errs, p: &Path, new: Option<&Value>, old: Option<&Value>) {
+    let Some(old_req) = old
+        .and_then(|o| get(o, "requiredDuringSchedulingIgnoredDuringExecution"))
+        .filter(|v| !v.is_null())
+    else {
+        return;
+    };
+    let terms_path = p
+        .child("requiredDuringSchedulingIgnoredDuringExecution")
+        .child("nodeSelectorTerms");
+    let old_terms = get(old_req, "nodeSelectorTerms")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let new_terms = new
+        .and_then(|n| get(n, "requiredDuringSchedulingIgnoredDuringExecution"))
+        .and_then(|r| get(r, "nodeSelectorTerms"))
+        .filter(|v| !v.is_null());
+    let new_list = new_terms
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !old_terms.is_empty() && old_terms.len() != new_list.len() {
+        e.push(invalid_raw(
+            &terms_path,
+            &go_node_selector_terms(new_terms),
+            "no additions/deletions to non-empty NodeSelectorTerms list are allowed",
+        ));
+        return;
+    }
+    for (i, (n, o)) in new_list.iter().zip(old_terms).enumerate() {
+        if !term_has_only_additions(n, o) {
+            e.push(invalid_raw(
+                &terms_path.index(i),
+                &go_node_selector_term(n),
+                "only additions are allowed (no mutations or deletions)",
+            ));
+        }
+    }
+}
+
+/// Upstream's `validateNodeSelectorTermHasOnlyAdditions`.
+fn term_has_only_additions(new: &Value, old: &Value) -> bool {
+    let list = |v: &Value, key: &str| -> Vec<Value> {
+        get(v, key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (old_exprs, old_fields) = (list(old, "matchExpressions"), list(old, "matchFields"));
+    let (new_exprs, new_fields) = (list(new, "matchExpressions"), list(new, "matchFields"));
+    if old_exprs.is_empty()
+        && old_fields.is_empty()
+        && (!new_exprs.is_empty() || !new_fields.is_empty())
+    {
+        return false;
+    }
+    let prefix_kept = |new: &[Value], old: &[Value]| {
+        new.len() >= old.len() && semantic_eq(&json!(new[..old.len()]), &json!(old))
+    };
+    prefix_kept(&new_exprs, &old_exprs) && prefix_kept(&new_fields, &old_fields)
+}
+
+/// `%#v` of a `[]core.NodeSelectorTerm`.
+fn go_node_selector_terms(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_array) {
+        None => "[]core.NodeSelectorTerm(nil)".to_string(),
+        Some(terms) => format!(
+            "[]core.NodeSelectorTerm{{{}}}",
+            terms
+                .iter()
+                .map(go_node_selector_term)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `%#v` of a `core.NodeSelectorTerm`.
+fn go_node_selector_term(t: &Value) -> String {
+    let reqs = |key: &str| match get(t, key).and_then(Value::as_array) {
+        None => "[]core.NodeSelectorRequirement(nil)".to_string(),
+        Some(items) => format!(
+            "[]core.NodeSelectorRequirement{{{}}}",
+            items
+                .iter()
+                .map(|r| format!(
+                    "core.NodeSelectorRequirement{{Key:{}, Operator:{}, Values:{}}}",
+                    go_quote(str_at(r, &["key"])),
+                    go_quote(str_at(r, &["operator"])),
+                    go_string_slice(get(r, "values"))
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "core.NodeSelectorTerm{{MatchExpressions:{}, MatchFields:{}}}",
+        reqs("matchExpressions"),
+        reqs("matchFields")
+    )
 }
 
 fn copy_member(dst: &mut Map<String, Value>, src: &Value, key: &str) {

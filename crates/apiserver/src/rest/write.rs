@@ -12,6 +12,7 @@ use super::{
     encode_for_store, meta, meta_mut, meta_str, name_of, set_rv, FieldValidation, Rest, Target,
     WriteOptions, WriteResult,
 };
+use crate::admission::{self, Attributes, Operation};
 use crate::error::{ApiError, ApiResult};
 
 /// How many times a write without a resourceVersion precondition is retried
@@ -180,12 +181,20 @@ pub async fn create(
 ) -> ApiResult<WriteResult> {
     let res = t.res;
     let (mut obj, warnings) = decode_body(t, body, opts)?;
+    // Admission names the object by its generateName until the name is
+    // generated (upstream generates it after admission).
+    let admission_name = match name_of(&obj) {
+        "" => meta_str(&obj, "generateName").unwrap_or("").to_string(),
+        n => n.to_string(),
+    };
     if name_of(&obj).is_empty() {
         if let Some(prefix) = meta_str(&obj, "generateName").map(str::to_string) {
             meta_mut(&mut obj).insert("name".into(), json!(generate_name(&prefix)));
         }
     }
     defaults::apply_defaults(res, &mut obj);
+    let attrs = Attributes::new(t, &admission_name, Operation::Create);
+    admission::mutate(rest, &attrs, &mut obj, None).await?;
     prepare_create(res, &mut obj, &rest.alloc, opts.dry_run)?;
     let name = name_of(&obj).to_string();
     let errs = validation::validate_create(res, &obj);
@@ -206,6 +215,10 @@ pub async fn create(
         release_on_failure(rest, res, &obj, opts);
         return Err(e);
     }
+    if let Err(e) = admission::validate(rest, &attrs, &obj).await {
+        release_on_failure(rest, res, &obj, opts);
+        return Err(e);
+    }
     if opts.dry_run {
         return Ok(WriteResult {
             obj,
@@ -217,6 +230,7 @@ pub async fn create(
     match rest.store.create(&key, encode_for_store(&obj)).await {
         Ok(kv) => {
             set_rv(&mut obj, kv.mod_revision);
+            admission::settle(rest, res, kv.mod_revision).await;
             Ok(WriteResult {
                 obj,
                 created: true,
@@ -271,6 +285,10 @@ async fn commit_update(
     if sub.is_none() {
         defaults::apply_defaults(res, &mut new);
     }
+    let attrs = Attributes::new(t, &name, Operation::Update);
+    admission::mutate(rest, &attrs, &mut new, Some(old))
+        .await
+        .map_err(|e| (e, false))?;
     let errs = if sub == Some("status") {
         validation::validate_status_update(res, &new, old)
     } else {
@@ -279,6 +297,9 @@ async fn commit_update(
     if !errs.is_empty() {
         return Err((ApiError::invalid(res, &name, &errs), false));
     }
+    admission::validate(rest, &attrs, &new)
+        .await
+        .map_err(|e| (e, false))?;
     if opts.dry_run {
         set_rv(&mut new, old_rev);
         return Ok(new);
@@ -297,6 +318,7 @@ async fn commit_update(
         return match rest.store.delete(&key, Some(old_rev)).await {
             Ok(kv) => {
                 after_delete(rest, res, &new);
+                admission::settle(rest, res, kv.mod_revision).await;
                 set_rv(&mut new, kv.mod_revision);
                 Ok(new)
             }
@@ -310,6 +332,7 @@ async fn commit_update(
         .await
     {
         Ok(kv) => {
+            admission::settle(rest, res, kv.mod_revision).await;
             set_rv(&mut new, kv.mod_revision);
             Ok(new)
         }
@@ -684,6 +707,7 @@ pub async fn delete(rest: &Rest, t: &Target, opts: &DeleteOptions) -> ApiResult<
         match rest.store.delete(&t.key(&name), Some(rev)).await {
             Ok(kv) => {
                 after_delete(rest, res, &obj);
+                admission::settle(rest, res, kv.mod_revision).await;
                 set_rv(&mut obj, kv.mod_revision);
                 return Ok((obj, true));
             }

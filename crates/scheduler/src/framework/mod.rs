@@ -240,21 +240,45 @@ pub trait FilterPlugin: Plugin {
 pub trait PostFilterPlugin: Plugin {
     fn post_filter(
         &self,
+        ctx: &PostFilterContext<'_>,
         state: &mut CycleState,
         pod: &PodInfo,
-        snapshot: &Snapshot,
-        rejections: &HashMap<String, Status>,
     ) -> (Option<PostFilterResult>, Status);
 }
 
+/// What a PostFilter plugin may look at: the profile (to re-run its
+/// filters), the snapshot, why each node rejected the pod, and the pods
+/// nominated to nodes.
+pub struct PostFilterContext<'a> {
+    pub profile: &'a crate::profile::Profile,
+    pub snapshot: &'a Snapshot,
+    /// Node name → the status that rejected the pod there.
+    pub rejections: &'a HashMap<String, Status>,
+    pub nominator: &'a crate::nominator::Nominator,
+}
+
 /// What a PostFilter decided: nominate the pod to a node after evicting
-/// victims.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// victims (an empty node clears the pod's nomination).
+#[derive(Debug, Clone)]
 pub struct PostFilterResult {
     pub nominated_node: String,
-    /// `namespace/name` and uid of the pods to evict.
-    pub victims: Vec<(String, String)>,
+    /// The pods to evict, most important first.
+    pub victims: Vec<Arc<PodInfo>>,
+    /// Lower-priority pods nominated to the same node, whose nomination is
+    /// cleared.
+    pub clear_nominations: Vec<Arc<PodInfo>>,
 }
+
+impl PartialEq for PostFilterResult {
+    fn eq(&self, o: &Self) -> bool {
+        let uids = |v: &[Arc<PodInfo>]| v.iter().map(|p| p.uid.clone()).collect::<Vec<_>>();
+        self.nominated_node == o.nominated_node
+            && uids(&self.victims) == uids(&o.victims)
+            && uids(&self.clear_nominations) == uids(&o.clear_nominations)
+    }
+}
+
+impl Eq for PostFilterResult {}
 
 /// Runs once per cycle before Score, over the nodes that passed Filter.
 pub trait PreScorePlugin: Plugin {

@@ -1,7 +1,8 @@
 //! Pure matching helpers shared by plugins, with upstream's semantics:
 //! taints against tolerations (`ToleratesTaint`), node selector terms and
 //! required node affinity (`component-helpers/scheduling/corev1/nodeaffinity`),
-//! typed label selectors (`metav1.LabelSelectorAsSelector`), and
+//! typed label selectors (`metav1.LabelSelectorAsSelector`, also parsed once
+//! into a [`Selector`] for matching many pods), and
 //! `helper.DefaultNormalizeScore`.
 //!
 //! Selectors that upstream fails to *parse* (wrong number of values for an
@@ -292,6 +293,155 @@ pub fn label_selector_opt_matches(
     sel.is_some_and(|s| label_selector_matches(s, labels))
 }
 
+// ---------------------------------------------- parsed label selectors
+
+/// The operator of a parsed label requirement (`matchLabels` entries are
+/// `In` with one value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelOp {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+/// One requirement of a [`Selector`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelRequirement {
+    pub key: String,
+    pub op: LabelOp,
+    pub values: Vec<String>,
+}
+
+impl LabelRequirement {
+    /// A requirement that `key` has exactly `value`.
+    pub fn equals(key: &str, value: &str) -> LabelRequirement {
+        LabelRequirement {
+            key: key.to_string(),
+            op: LabelOp::In,
+            values: vec![value.to_string()],
+        }
+    }
+
+    /// Whether the requirement holds for `labels`: `NotIn` and
+    /// `DoesNotExist` hold when the key is missing.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let got = labels.get(&self.key);
+        match self.op {
+            LabelOp::In => got.is_some_and(|v| self.values.contains(v)),
+            LabelOp::NotIn => got.is_none_or(|v| !self.values.contains(v)),
+            LabelOp::Exists => got.is_some(),
+            LabelOp::DoesNotExist => got.is_none(),
+        }
+    }
+}
+
+/// A label selector parsed once for matching many label sets (upstream's
+/// `labels.Selector` from `metav1.LabelSelectorAsSelector`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// A null selector: matches nothing (`labels.Nothing()`), and adding
+    /// requirements to it leaves it matching nothing.
+    Nothing,
+    /// All requirements must hold; none matches everything.
+    Requirements(Vec<LabelRequirement>),
+}
+
+impl Selector {
+    /// Matches every label set.
+    pub fn everything() -> Selector {
+        Selector::Requirements(Vec::new())
+    }
+
+    /// Parses an optional typed selector: `None` is [`Selector::Nothing`], an
+    /// empty one matches everything. Fails like upstream on an unknown
+    /// operator, `In`/`NotIn` without values, or `Exists`/`DoesNotExist`
+    /// with values.
+    pub fn parse(sel: Option<&LabelSelector>) -> Result<Selector, SelectorError> {
+        let Some(sel) = sel else {
+            return Ok(Selector::Nothing);
+        };
+        let mut reqs: Vec<LabelRequirement> = sel
+            .match_labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| LabelRequirement::equals(k, v))
+            .collect();
+        for r in sel.match_expressions.iter().flatten() {
+            let values = r.values.clone().unwrap_or_default();
+            let fail = |problem| SelectorError {
+                key: r.key.clone(),
+                operator: r.operator.clone(),
+                problem,
+            };
+            let op = match r.operator.as_str() {
+                "In" => LabelOp::In,
+                "NotIn" => LabelOp::NotIn,
+                "Exists" => LabelOp::Exists,
+                "DoesNotExist" => LabelOp::DoesNotExist,
+                _ => return Err(fail("unsupported operator")),
+            };
+            match op {
+                LabelOp::In | LabelOp::NotIn if values.is_empty() => {
+                    return Err(fail("needs at least one value"))
+                }
+                LabelOp::Exists | LabelOp::DoesNotExist if !values.is_empty() => {
+                    return Err(fail("takes no values"))
+                }
+                _ => {}
+            }
+            reqs.push(LabelRequirement {
+                key: r.key.clone(),
+                op,
+                values,
+            });
+        }
+        Ok(Selector::Requirements(reqs))
+    }
+
+    /// A selector requiring every `key=value` of the set (upstream
+    /// `labels.SelectorFromSet`); an empty set matches everything.
+    pub fn from_set(set: &BTreeMap<String, String>) -> Selector {
+        Selector::Requirements(
+            set.iter()
+                .map(|(k, v)| LabelRequirement::equals(k, v))
+                .collect(),
+        )
+    }
+
+    /// Upstream's `Selector.Empty()`: true only for a selector without
+    /// requirements (matching everything), false for [`Selector::Nothing`].
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Selector::Requirements(r) if r.is_empty())
+    }
+
+    /// Adds a requirement (ANDed); [`Selector::Nothing`] stays as it is.
+    pub fn add(&mut self, req: LabelRequirement) {
+        if let Selector::Requirements(reqs) = self {
+            reqs.push(req);
+        }
+    }
+
+    /// Adds the requirements of `other` (upstream
+    /// `s.Add(other.Requirements()...)`); nothing when `other` is
+    /// [`Selector::Nothing`].
+    pub fn add_all(&mut self, other: &Selector) {
+        if let Selector::Requirements(more) = other {
+            for r in more {
+                self.add(r.clone());
+            }
+        }
+    }
+
+    /// Whether every requirement holds for `labels`.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            Selector::Nothing => false,
+            Selector::Requirements(reqs) => reqs.iter().all(|r| r.matches(labels)),
+        }
+    }
+}
+
 // ------------------------------------------------------------- scoring
 
 /// Scales scores from `0..=max(scores)` to `0..=max_priority`, and with
@@ -572,6 +722,57 @@ mod tests {
         // matchLabels and matchExpressions are ANDed.
         let both = sel(&[("app", "web")], &[("tier", "Exists", &[])]);
         assert!(!label_selector_matches(&both, &labels));
+    }
+
+    #[test]
+    fn parsed_selectors_match_like_typed_ones() {
+        let labels = BTreeMap::from([
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "front".to_string()),
+        ]);
+        let expr = |k: &str, op: &str, vals: &[&str]| LabelSelectorRequirement {
+            key: k.into(),
+            operator: op.into(),
+            values: strings(vals),
+        };
+        let typed = |me: Vec<LabelSelectorRequirement>| LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".to_string(), "web".to_string())])),
+            match_expressions: Some(me),
+        };
+        for (me, want) in [
+            (vec![expr("tier", "In", &["front", "back"])], true),
+            (vec![expr("tier", "NotIn", &["front"])], false),
+            (vec![expr("zone", "NotIn", &["a"])], true),
+            (vec![expr("tier", "Exists", &[])], true),
+            (vec![expr("zone", "DoesNotExist", &[])], true),
+            (vec![expr("tier", "DoesNotExist", &[])], false),
+        ] {
+            let sel = typed(me);
+            let parsed = Selector::parse(Some(&sel)).unwrap();
+            assert_eq!(parsed.matches(&labels), want, "{sel:?}");
+            assert_eq!(label_selector_matches(&sel, &labels), want);
+            assert!(!parsed.is_empty());
+        }
+        for bad in [
+            expr("a", "In", &[]),
+            expr("a", "Exists", &["x"]),
+            expr("a", "Gt", &["1"]),
+        ] {
+            assert!(Selector::parse(Some(&typed(vec![bad]))).is_err());
+        }
+        // Null: nothing, also after adding; empty: everything.
+        let mut nothing = Selector::parse(None).unwrap();
+        assert!(!nothing.matches(&labels) && !nothing.is_empty());
+        nothing.add(LabelRequirement::equals("app", "web"));
+        assert_eq!(nothing, Selector::Nothing);
+        let mut all = Selector::parse(Some(&LabelSelector::default())).unwrap();
+        assert!(all.is_empty() && all.matches(&BTreeMap::new()));
+        all.add_all(&Selector::from_set(&BTreeMap::from([(
+            "app".to_string(),
+            "db".to_string(),
+        )])));
+        assert!(!all.matches(&labels) && !all.is_empty());
+        assert!(Selector::from_set(&BTreeMap::new()).is_empty());
     }
 
     fn normalized(v: &[i64], reverse: bool) -> Vec<i64> {

@@ -4,13 +4,16 @@
 //! extension point, the enabled plugins in order.
 
 pub mod default_binder;
+pub mod default_preemption;
 pub mod helpers;
+pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
 pub mod node_resources_balanced_allocation;
 pub mod node_resources_fit;
 pub mod node_unschedulable;
+pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
@@ -78,10 +81,13 @@ pub fn registry() -> &'static [(&'static str, Factory)] {
         (node_affinity::NAME, node_affinity::new),
         (node_ports::NAME, node_ports::new),
         (node_resources_fit::NAME, node_resources_fit::new),
+        (pod_topology_spread::NAME, pod_topology_spread::new),
+        (inter_pod_affinity::NAME, inter_pod_affinity::new),
         (
             node_resources_balanced_allocation::NAME,
             node_resources_balanced_allocation::new,
         ),
+        (default_preemption::NAME, default_preemption::new),
         (default_binder::NAME, default_binder::new),
     ]
 }
@@ -97,6 +103,9 @@ pub const DEFAULT_PLUGINS: &[(&str, i64)] = &[
     (node_affinity::NAME, 2),
     (node_ports::NAME, 0),
     (node_resources_fit::NAME, 1),
+    (pod_topology_spread::NAME, 2),
+    (inter_pod_affinity::NAME, 2),
+    (default_preemption::NAME, 0),
     (node_resources_balanced_allocation::NAME, 1),
     (default_binder::NAME, 0),
 ];
