@@ -22,8 +22,14 @@ pub struct LatencyLabels {
     pub resource: String,
 }
 
+/// Renders another component's metrics (e.g. the in-process scheduler's)
+/// in the text format, to be served with the API server's.
+pub type ExtraMetrics = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 pub struct Metrics {
     registry: Registry,
+    /// Other in-process components' metrics, appended to /metrics.
+    pub extra: Vec<ExtraMetrics>,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<LatencyLabels, Histogram>,
     pub inflight_watches: Gauge,
@@ -36,6 +42,14 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
+    /// Metrics that also serve `extra` components' metrics.
+    pub fn with_extra(extra: Vec<ExtraMetrics>) -> Self {
+        Metrics {
+            extra,
+            ..Metrics::new()
+        }
+    }
+
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
@@ -60,6 +74,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            extra: Vec::new(),
             requests,
             latency,
             inflight_watches,
@@ -89,7 +104,18 @@ impl Metrics {
         if encode(&mut s, &self.registry).is_err() {
             s.clear();
         }
-        s
+        if self.extra.is_empty() {
+            return s;
+        }
+        // One exposition: each part without its `# EOF`, then one at the end.
+        const EOF: &str = "# EOF\n";
+        let mut out = s.strip_suffix(EOF).unwrap_or(&s).to_string();
+        for f in &self.extra {
+            let part = f();
+            out.push_str(part.strip_suffix(EOF).unwrap_or(&part));
+        }
+        out.push_str(EOF);
+        out
     }
 }
 

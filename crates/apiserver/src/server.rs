@@ -44,6 +44,8 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// Compact history older than this.
     pub compaction_interval: Duration,
+    /// In-process components' metrics served on /metrics too.
+    pub extra_metrics: Vec<crate::metrics::ExtraMetrics>,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
             store,
             bookmark_interval: Duration::from_secs(60),
             compaction_interval: Duration::from_secs(300),
+            extra_metrics: Vec::new(),
         }
     }
 }
@@ -123,7 +126,7 @@ pub async fn run(
 
     let srv = Arc::new(ApiServer {
         rest,
-        metrics: Metrics::new(),
+        metrics: Metrics::with_extra(config.extra_metrics.clone()),
         server_address: format!("{host}:{}", addr.port()),
         ready: Default::default(),
         bookmark_interval: config.bookmark_interval,

@@ -336,10 +336,15 @@ fn main() -> anyhow::Result<()> {
                     ),
                 };
                 let mut config = rkube_apiserver::Config::new(data_dir, listen, store);
+                let scheduler_metrics = Arc::new(rkube_scheduler::metrics::SchedulerMetrics::new());
+                if !sim.disable_scheduler {
+                    let m = scheduler_metrics.clone();
+                    config.extra_metrics.push(Arc::new(move || m.render()));
+                }
                 config.bookmark_interval = Duration::from_secs(bookmark_interval_seconds.max(1));
                 config.compaction_interval = Duration::from_secs(compaction_interval_seconds.max(1));
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<PathBuf>();
-                let scheduler_metrics = Arc::new(rkube_scheduler::metrics::SchedulerMetrics::new());
+
                 let components = tokio::spawn(async move {
                     let Ok(kubeconfig) = ready_rx.await else { return Ok(()) };
                     run_components(kubeconfig, sim, scheduler_metrics).await

@@ -124,6 +124,17 @@ fn profiles_by_scheduler_name_and_explain() {
         "|"
     );
 
+    // The in-process scheduler's metrics are served with the API server's.
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains(
+            "scheduler_schedule_attempts_total{result=\"scheduled\",profile=\"binpack\"} 3"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("apiserver_request_total"), "{metrics}");
+    assert_eq!(metrics.matches("# EOF").count(), 1);
+
     // explain: per node, the verdict and the score of each plugin.
     let out = explain(&s, &config, "default/packed-0");
     assert!(out.status.success(), "{out:?}");
