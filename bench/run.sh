@@ -4,8 +4,8 @@
 # scenario on stdout, progress on stderr. Each scenario starts its own
 # rkube server (and etcd) on loopback and kills it at the end.
 #
-#   bench/run.sh            full scenarios (about 16 minutes on 2 cores)
-#   bench/run.sh --quick    shorter variants (about 4 minutes)
+#   bench/run.sh            full scenarios (about 30 minutes on 2 cores)
+#   bench/run.sh --quick    shorter variants (about 5 minutes)
 #
 # Needs etcd (Debian package etcd-server) for the etcd scenarios and protoc
 # (protobuf-compiler) to build; installs them with apt when run as root.
@@ -47,6 +47,12 @@ if [ "$quick" = 1 ]; then
     "watchers --watchers 1000 --rate 500 --seconds 5"
     "list-pods --pods 10000 --page 500"
     "sim-nodes --nodes 1000 --pods 20000 --window-seconds 20"
+    "scheduler-algorithm --workload SchedulingBasic --nodes 1000 --pods 2000 --init-pods 200"
+    "scheduler --workload SchedulingBasic --nodes 1000 --pods 2000 --init-pods 200"
+    "scheduler --workload TopologySpreading --nodes 1000 --pods 1000 --init-pods 1000"
+    "scheduler --workload SchedulingPodAntiAffinity --nodes 1000 --pods 1000 --init-pods 200"
+    "scheduler --workload Unschedulable --nodes 1000 --pods 2000 --init-pods 50"
+    "scheduler --workload PreemptionBasic --nodes 100 --pods 400 --init-pods 400"
     "idle-rss"
   )
 else
@@ -57,6 +63,16 @@ else
     "watchers --watchers 1000 --rate 500 --seconds 20"
     "list-pods --pods 100000 --page 500"
     "sim-nodes --nodes 5000 --pods 150000 --window-seconds 60"
+    "scheduler-algorithm --workload SchedulingBasic"
+    "scheduler-algorithm --workload TopologySpreading"
+    "scheduler-algorithm --workload SchedulingPodAntiAffinity"
+    "scheduler-algorithm --workload Unschedulable"
+    "scheduler-algorithm --workload PreemptionBasic"
+    "scheduler --workload SchedulingBasic"
+    "scheduler --workload TopologySpreading"
+    "scheduler --workload SchedulingPodAntiAffinity"
+    "scheduler --workload Unschedulable"
+    "scheduler --workload PreemptionBasic"
     "idle-rss"
   )
 fi

@@ -11,6 +11,11 @@ mod idle;
 mod list_pods;
 mod load;
 mod procs;
+mod sched_algo;
+mod sched_proc;
+mod sched_track;
+mod sched_workloads;
+mod scheduler;
 mod sim_nodes;
 mod stats;
 mod watchers;
@@ -22,6 +27,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use procs::ServerOpts;
+use sched_workloads::Workload;
 
 #[derive(Parser)]
 #[command(name = "rkube-bench", about = "Benchmarks the rkube API server")]
@@ -127,6 +133,64 @@ enum Cmd {
         /// RKUBE_LOG for the agent.
         #[arg(long, default_value = "warn")]
         agent_log: String,
+    },
+    /// scheduler_perf-style throughput through the API server: N nodes,
+    /// init pods, then P measured pods created with `--concurrency` in
+    /// flight, timed until the pod watch has seen every one bound.
+    Scheduler {
+        #[arg(long, value_enum)]
+        workload: Workload,
+        /// Nodes (default: the workload's; 5,000, or 500 for PreemptionBasic).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        nodes: Option<u64>,
+        /// Measured pods (default: the workload's).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        pods: Option<u64>,
+        /// Pods created and scheduled (or, for Unschedulable, left pending)
+        /// before the measurement (default: the workload's).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+        init_pods: Option<u64>,
+        /// Concurrent creates.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        concurrency: u64,
+        /// Zones the nodes are spread over (topology.kubernetes.io/zone).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        zones: u64,
+        /// Anti-affinity label groups (SchedulingPodAntiAffinity).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        groups: u64,
+        /// Unschedulable: re-create a node and a never-fitting pod this
+        /// often, in ms (0: no churn).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+        churn_ms: u64,
+        /// Create the nodes Ready without the simulator annotation: nothing
+        /// runs their pods and no Leases are renewed (as upstream's
+        /// scheduler_perf).
+        #[arg(long)]
+        plain_nodes: bool,
+        /// Run the scheduler as its own `rkube scheduler` process (server
+        /// with --disable-scheduler), to measure its CPU and read its metrics.
+        #[arg(long)]
+        separate_scheduler: bool,
+        /// RKUBE_LOG for the separate scheduler.
+        #[arg(long, default_value = "warn")]
+        scheduler_log: String,
+    },
+    /// The scheduling algorithm alone, in process (no API server): a cache
+    /// of N NodeInfos, Algorithm::schedule + cache.assume per pod.
+    SchedulerAlgorithm {
+        #[arg(long, value_enum)]
+        workload: Workload,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        nodes: Option<u64>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        pods: Option<u64>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+        init_pods: Option<u64>,
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        zones: u64,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        groups: u64,
     },
     /// Resident memory of an idle server.
     IdleRss {
@@ -309,6 +373,55 @@ async fn run(cmd: Cmd, env: &Env) -> anyhow::Result<Row> {
             };
             sim_nodes::run(env, &a).await
         }
+        Cmd::Scheduler {
+            workload,
+            nodes,
+            pods,
+            init_pods,
+            concurrency,
+            zones,
+            groups,
+            churn_ms,
+            plain_nodes,
+            separate_scheduler,
+            scheduler_log,
+        } => {
+            let spec = workload.spec();
+            let a = scheduler::SchedArgs {
+                workload,
+                nodes: nodes.unwrap_or(spec.nodes),
+                pods: pods.unwrap_or(spec.pods),
+                init_pods: init_pods.unwrap_or(spec.init_pods),
+                concurrency: usize::try_from(concurrency)?,
+                zones,
+                groups,
+                churn_ms,
+                plain_nodes,
+                separate_scheduler,
+                scheduler_log,
+            };
+            scheduler::run(env, &a).await
+        }
+        Cmd::SchedulerAlgorithm {
+            workload,
+            nodes,
+            pods,
+            init_pods,
+            zones,
+            groups,
+        } => {
+            let spec = workload.spec();
+            let a = sched_algo::AlgoArgs {
+                workload,
+                nodes: nodes.unwrap_or(spec.nodes),
+                pods: pods.unwrap_or(spec.pods),
+                init_pods: init_pods.unwrap_or(spec.init_pods),
+                zones,
+                groups,
+            };
+            // CPU-bound and synchronous: off the runtime's worker threads.
+            tokio::task::spawn_blocking(move || sched_algo::run(&a)).await?
+        }
         Cmd::IdleRss { wait_seconds } => idle::run(env, wait_seconds).await,
     }
 }
@@ -383,6 +496,8 @@ fn scenario_name(cmd: &Cmd) -> &'static str {
         Cmd::Watchers { .. } => "watchers",
         Cmd::ListPods { .. } => "list-pods",
         Cmd::SimNodes { .. } => "sim-nodes",
+        Cmd::Scheduler { .. } => "scheduler",
+        Cmd::SchedulerAlgorithm { .. } => "scheduler-algorithm",
         Cmd::IdleRss { .. } => "idle-rss",
     }
 }

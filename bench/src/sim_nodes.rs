@@ -240,8 +240,8 @@ impl Drop for Agent {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Meta {
-    name: Option<String>,
+pub(crate) struct Meta {
+    pub(crate) name: Option<String>,
     #[serde(rename = "resourceVersion")]
     resource_version: Option<String>,
 }
@@ -249,13 +249,13 @@ struct Meta {
 /// The parts of an object a tracker reads; everything else is skipped.
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "S: Deserialize<'de>, St: Deserialize<'de>"))]
-struct Obj<S, St> {
+pub(crate) struct Obj<S, St> {
     #[serde(default)]
-    metadata: Meta,
+    pub(crate) metadata: Meta,
     #[serde(default)]
-    spec: Option<S>,
+    pub(crate) spec: Option<S>,
     #[serde(default)]
-    status: Option<St>,
+    pub(crate) status: Option<St>,
 }
 
 #[derive(Deserialize)]
@@ -300,7 +300,7 @@ struct ListMeta {
 
 /// How an object reached a tracker.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Change {
+pub(crate) enum Change {
     Listed,
     Added,
     Modified,
@@ -308,7 +308,7 @@ enum Change {
 }
 
 /// Keeps whatever it needs from the objects of one collection.
-trait Tracker: Send + 'static {
+pub(crate) trait Tracker: Send + 'static {
     type Spec: DeserializeOwned + Send;
     type Status: DeserializeOwned + Send;
     fn apply(&mut self, obj: Obj<Self::Spec, Self::Status>, change: Change, now: Instant);
@@ -316,13 +316,13 @@ trait Tracker: Send + 'static {
 
 /// What a reflector did.
 #[derive(Default)]
-struct WatchStats {
+pub(crate) struct WatchStats {
     lists: u64,
     events: u64,
     bytes: u64,
     /// Watch streams that ended and were resumed.
     resumes: u64,
-    errors: u64,
+    pub(crate) errors: u64,
     first_errors: Vec<String>,
 }
 
@@ -335,7 +335,7 @@ impl WatchStats {
         }
     }
 
-    fn describe(&self, what: &str) -> String {
+    pub(crate) fn describe(&self, what: &str) -> String {
         let mut s = format!(
             "{what} watch: {} events, {:.1} MiB, {} list(s), {} resume(s), {} error(s)",
             thousands(self.events),
@@ -352,12 +352,12 @@ impl WatchStats {
 }
 
 /// A tracker and its reflector's statistics, shared with the scenario.
-struct Shared<T> {
-    t: T,
-    stats: WatchStats,
+pub(crate) struct Shared<T> {
+    pub(crate) t: T,
+    pub(crate) stats: WatchStats,
 }
 
-type SharedRef<T> = Arc<Mutex<Shared<T>>>;
+pub(crate) type SharedRef<T> = Arc<Mutex<Shared<T>>>;
 
 /// Lists `path` page by page, applying every item; returns the list's
 /// resourceVersion.
@@ -513,7 +513,7 @@ async fn reflect<T: Tracker>(
 }
 
 /// Starts a reflector and waits (up to 60 s) until its watch is open.
-async fn start_reflector<T: Tracker>(
+pub(crate) async fn start_reflector<T: Tracker>(
     client: &kube::Client,
     path: &'static str,
     shared: &SharedRef<T>,
@@ -531,7 +531,7 @@ async fn start_reflector<T: Tracker>(
 }
 
 /// `i` from `{prefix}{i}` when `i < n`.
-fn index_of(name: Option<&str>, prefix: &str, n: usize) -> Option<usize> {
+pub(crate) fn index_of(name: Option<&str>, prefix: &str, n: usize) -> Option<usize> {
     let i: usize = name?.strip_prefix(prefix)?.parse().ok()?;
     (i < n).then_some(i)
 }
@@ -882,8 +882,8 @@ impl Steady {
 /// The server's request counters (`apiserver_request_total` in
 /// `/metrics`) by (verb, resource, code), and the open watches.
 #[derive(Default)]
-struct Requests {
-    counts: HashMap<(String, String, String), f64>,
+pub(crate) struct Requests {
+    pub(crate) counts: HashMap<(String, String, String), f64>,
     watches: f64,
 }
 
@@ -897,7 +897,7 @@ fn label<'a>(labels: &'a str, name: &str) -> &'a str {
 
 impl Requests {
     /// Scrapes `/metrics` (empty on failure: the numbers are diagnostics).
-    async fn scrape(client: &kube::Client) -> Requests {
+    pub(crate) async fn scrape(client: &kube::Client) -> Requests {
         match get(client, "/metrics").await {
             Ok(text) => Requests::parse(&text),
             Err(_) => Requests::default(),
@@ -927,7 +927,7 @@ impl Requests {
 
     /// "requests: PATCH leases 30,012 (500.2/s), ...; 7 watches open", the
     /// `top` largest differences from `before`.
-    fn since(&self, before: &Requests, secs: f64, top: usize) -> String {
+    pub(crate) fn since(&self, before: &Requests, secs: f64, top: usize) -> String {
         let mut d: Vec<(String, f64)> = self
             .counts
             .iter()
