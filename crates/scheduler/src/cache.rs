@@ -24,6 +24,8 @@ pub struct Cache {
     /// Pods on nodes the cache has not seen yet, by node name.
     orphans: HashMap<String, Vec<Arc<PodInfo>>>,
     dirty: bool,
+    /// Only the lists of nodes with affinity pods need recomputing.
+    dirty_affinity: bool,
 }
 
 impl Cache {
@@ -37,6 +39,10 @@ impl Cache {
             let nodes = std::mem::take(&mut self.snapshot.nodes);
             self.snapshot = Snapshot::new(nodes);
             self.dirty = false;
+            self.dirty_affinity = false;
+        } else if self.dirty_affinity {
+            self.snapshot.refresh_affinity_lists();
+            self.dirty_affinity = false;
         }
         &self.snapshot
     }
@@ -50,14 +56,18 @@ impl Cache {
         Some(Arc::make_mut(&mut self.snapshot.nodes[i]))
     }
 
-    /// Adds or updates a node.
-    pub fn upsert_node(&mut self, node: Node) {
+    /// Adds or updates a node. True when the change can make a pending pod
+    /// fit (a new node, or changed labels, taints, `unschedulable` or
+    /// allocatable — upstream's node events for its queueing hints); a
+    /// heartbeat (conditions, timestamps) is not.
+    pub fn upsert_node(&mut self, node: Node) -> bool {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let node = Arc::new(node);
         if let Some(n) = self.node_mut(&name) {
-            n.set_node(node);
-            return;
+            let relevant = scheduling_fields_differ(&n.node, &node);
+            n.set_node(Arc::new(node));
+            return relevant;
         }
+        let node = Arc::new(node);
         let mut info = NodeInfo::new(node);
         for p in self.orphans.remove(&name).unwrap_or_default() {
             info.add_pod(p);
@@ -66,6 +76,7 @@ impl Cache {
         self.snapshot.index.insert(name, i);
         self.snapshot.nodes.push(Arc::new(info));
         self.dirty = true;
+        true
     }
 
     /// Removes a node; its pods wait as orphans in case it comes back.
@@ -88,7 +99,7 @@ impl Cache {
             Some(n) => n.add_pod(info),
             None => self.orphans.entry(node.to_string()).or_default().push(info),
         }
-        self.dirty |= affinity;
+        self.dirty_affinity |= affinity;
     }
 
     fn remove_from_node(&mut self, node: &str, uid: &str) {
@@ -101,7 +112,7 @@ impl Cache {
         } else if let Some(list) = self.orphans.get_mut(node) {
             list.retain(|p| p.uid != uid);
         }
-        self.dirty |= affinity;
+        self.dirty_affinity |= affinity;
     }
 
     /// A pod bound to `node` as far as the API server says (a watch event
@@ -165,6 +176,18 @@ impl Cache {
     }
 }
 
+/// Whether two versions of a node differ in what scheduling looks at.
+fn scheduling_fields_differ(old: &Node, new: &Node) -> bool {
+    let spec = |n: &Node| {
+        n.spec
+            .as_ref()
+            .map(|s| (s.unschedulable, s.taints.clone()))
+            .unwrap_or_default()
+    };
+    let alloc = |n: &Node| n.status.as_ref().and_then(|s| s.allocatable.clone());
+    old.metadata.labels != new.metadata.labels || spec(old) != spec(new) || alloc(old) != alloc(new)
+}
+
 fn has_affinity(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
@@ -205,5 +228,29 @@ mod tests {
         c.remove_pod(&q.uid);
         assert_eq!(c.snapshot().get("b").unwrap().pods.len(), 0);
         assert_eq!(c.node_count(), 1);
+    }
+
+    #[test]
+    fn heartbeats_are_not_scheduling_events() {
+        let mut c = Cache::new();
+        let n = node("a").allocatable(&[("cpu", "2")]).build();
+        assert!(c.upsert_node(n.clone()), "a new node is an event");
+        let mut beat = n.clone();
+        beat.status.as_mut().unwrap().conditions = Some(vec![Default::default()]);
+        beat.metadata.resource_version = Some("7".into());
+        assert!(!c.upsert_node(beat.clone()));
+        let mut labelled = beat.clone();
+        labelled
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("disk".into(), "ssd".into());
+        assert!(c.upsert_node(labelled.clone()));
+        let mut cordoned = labelled;
+        cordoned
+            .spec
+            .get_or_insert_with(Default::default)
+            .unschedulable = Some(true);
+        assert!(c.upsert_node(cordoned));
     }
 }

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::framework::{
-    Code, CycleState, NodeInfo, NodeScore, PodInfo, PostFilterContext, PostFilterResult, Snapshot,
-    Status,
+    Code, CycleState, FilterPlugin, NodeInfo, NodeScore, PodInfo, PostFilterContext,
+    PostFilterResult, Snapshot, Status,
 };
 use crate::metrics::{status_label, SchedulerMetrics};
 use crate::nominator::{nominated_node_name, Nominator};
@@ -27,6 +27,23 @@ pub fn run_filters(
         if state.skip_filter.contains(f.name()) {
             continue;
         }
+        let s = f.filter(state, pod, node);
+        if !s.is_success() {
+            return s.with_plugin(f.name());
+        }
+    }
+    Status::success()
+}
+
+/// [`run_filters`] over a list of the plugins not skipped this cycle,
+/// computed once per cycle (no set lookups per node).
+fn run_filter_list(
+    filters: &[&Arc<dyn FilterPlugin>],
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Status {
+    for f in filters {
         let s = f.filter(state, pod, node);
         if !s.is_success() {
             return s.with_plugin(f.name());
@@ -397,6 +414,13 @@ impl Algorithm {
         }
         // Filter, over enough nodes.
         timer.start("Filter");
+        let filters: Vec<&Arc<dyn FilterPlugin>> = profile
+            .filter
+            .iter()
+            .filter(|f| !state.skip_filter.contains(f.name()))
+            .collect();
+        // Without nominated pods and unsampled, the fast path.
+        let no_nominations = self.nominator.is_empty() && timer.sampled_metrics().is_none();
         let candidates: Vec<usize> = match &state.node_names {
             Some(names) => names
                 .iter()
@@ -423,6 +447,7 @@ impl Algorithm {
             let node = &snapshot.nodes[idx];
             evaluated += 1;
             let s = match timer.sampled_metrics() {
+                _ if no_nominations => run_filter_list(&filters, state, pod, node),
                 Some(m) if self.nominator.pods_on(&node.name).is_empty() => {
                     run_filters_timed(profile, state, pod, node, m)
                 }
@@ -490,21 +515,25 @@ impl Algorithm {
         // Score, NormalizeScore, weights.
         timer.start("Score");
         let mut totals = vec![0i64; feasible_count];
+        // One list of names for all score plugins (the scores are reset).
+        let mut scores: Vec<NodeScore> = feasible
+            .iter()
+            .map(|n| NodeScore {
+                name: n.name.clone(),
+                score: 0,
+            })
+            .collect();
         for (plugin, weight) in &profile.score {
             if state.skip_score.contains(plugin.name()) {
                 continue;
             }
             let t = timer.plugin_start();
-            let mut scores: Vec<NodeScore> = Vec::with_capacity(feasible_count);
-            for n in &feasible {
+            for (n, slot) in feasible.iter().zip(scores.iter_mut()) {
                 let (score, s) = plugin.score(state, pod, n);
                 if !s.is_success() {
                     return Outcome::Error(format!("{}: {}", plugin.name(), s.reasons.join(", ")));
                 }
-                scores.push(NodeScore {
-                    name: n.name.clone(),
-                    score,
-                });
+                slot.score = score;
             }
             let s = plugin.normalize(state, pod, &mut scores);
             if !s.is_success() {

@@ -69,6 +69,8 @@ pub struct Scheduler {
     /// The last unschedulable message posted per pod uid.
     last_message: HashMap<String, String>,
     metrics: Arc<SchedulerMetrics>,
+    /// Victim evictions in flight at once (apart from status and events).
+    preempt_writes: Arc<Semaphore>,
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -125,6 +127,7 @@ impl Scheduler {
             binds_in_flight: 0,
             bind_tx,
             writes: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT)),
+            preempt_writes: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT)),
             last_message: HashMap::new(),
             metrics,
         };
@@ -169,7 +172,13 @@ impl Scheduler {
                     let p = s.queue.pending();
                     s.metrics.set_pending(p.active, p.backoff, p.unschedulable, p.gated);
                 }
-                _ = std::future::ready(()), if can_schedule => s.schedule_one(),
+                _ = std::future::ready(()), if can_schedule => {
+                    s.schedule_one();
+                    // Give the runtime back its turn now and then: without
+                    // it the watches and bind results starve (tokio's
+                    // cooperative budget is only refilled on a yield).
+                    tokio::task::consume_budget().await;
+                }
             }
         }
     }
@@ -177,8 +186,9 @@ impl Scheduler {
     fn on_node_event(&mut self, ev: Event<Node>) {
         match ev {
             Event::Apply(n) | Event::InitApply(n) => {
-                self.cache.upsert_node(n);
-                self.queue.move_all_to_active_or_backoff();
+                if self.cache.upsert_node(n) {
+                    self.queue.move_all_to_active_or_backoff();
+                }
             }
             Event::Delete(n) => {
                 if let Some(name) = &n.metadata.name {
@@ -379,10 +389,14 @@ impl Scheduler {
             if v.pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
+            // Seen as terminating by preemption at once, before the API
+            // calls land: the preemptor then waits for it instead of
+            // preempting again, and no one picks it as a victim twice.
+            self.mark_preempted(v, &node, &scheduler);
             let msg = format!("Preempted by pod {} on node {}", info.uid, node);
             self.event(v, "Normal", "Preempted", msg);
             let client = self.client.clone();
-            let writes = self.writes.clone();
+            let writes = self.preempt_writes.clone();
             let ns = v.namespace().to_string();
             let name = v.pod.metadata.name.clone().unwrap_or_default();
             let uid = v.uid.clone();
@@ -415,6 +429,29 @@ impl Scheduler {
             });
         }
         self.set_nominated_node(info, Some(node));
+    }
+
+    /// The cache's copy of a victim gets a deletionTimestamp and the
+    /// DisruptionTarget condition, as the API server will soon say.
+    fn mark_preempted(&mut self, v: &PodInfo, node: &str, scheduler: &str) {
+        let mut pod = (*v.pod).clone();
+        let now = Time(Timestamp::now());
+        pod.metadata.deletion_timestamp = Some(now.clone());
+        let status = pod.status.get_or_insert_with(Default::default);
+        let conds = status.conditions.get_or_insert_with(Vec::new);
+        conds.retain(|c| c.type_ != "DisruptionTarget");
+        conds.push(k8s_openapi::api::core::v1::PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some(PREEMPTION_BY_SCHEDULER.into()),
+            message: Some(format!(
+                "{scheduler}: preempting to accommodate a higher priority pod"
+            )),
+            last_transition_time: Some(now),
+            ..Default::default()
+        });
+        let info = Arc::new(PodInfo::with(Arc::new(pod), pod_requests));
+        self.cache.upsert_pod(info, node);
     }
 
     /// Sets or clears `status.nominatedNodeName`.

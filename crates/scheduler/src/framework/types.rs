@@ -312,15 +312,23 @@ impl Snapshot {
             nodes,
             ..Default::default()
         };
-        for (i, n) in s.nodes.iter().enumerate() {
+        s.refresh_affinity_lists();
+        s
+    }
+
+    /// Recomputes which nodes have pods with (anti-)affinity terms (no
+    /// string hashing: cheap enough to run after every such pod).
+    pub fn refresh_affinity_lists(&mut self) {
+        self.have_pods_with_affinity.clear();
+        self.have_pods_with_required_anti_affinity.clear();
+        for (i, n) in self.nodes.iter().enumerate() {
             if n.pods_with_affinity > 0 {
-                s.have_pods_with_affinity.push(i);
+                self.have_pods_with_affinity.push(i);
             }
             if n.pods_with_required_anti_affinity > 0 {
-                s.have_pods_with_required_anti_affinity.push(i);
+                self.have_pods_with_required_anti_affinity.push(i);
             }
         }
-        s
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {

@@ -215,12 +215,11 @@ fn update_state(
 pub fn select_victims_on_node(
     profile: &Profile,
     nominator: &Nominator,
-    mut state: CycleState,
+    state: &CycleState,
     pod: &PodInfo,
     node: &NodeInfo,
     pdbs: &[Arc<PodDisruptionBudget>],
 ) -> Result<(Vec<Arc<PodInfo>>, usize), Status> {
-    let mut node = node.clone();
     let prio = pod.priority();
     let mut potential: Vec<Arc<PodInfo>> = node
         .pods
@@ -228,15 +227,19 @@ pub fn select_victims_on_node(
         .filter(|p| p.priority() < prio)
         .cloned()
         .collect();
+    if potential.is_empty() {
+        // Checked before copying the node and the state: most nodes of a
+        // cluster without priorities end here.
+        return Err(Status::unresolvable(NO_VICTIMS).with_plugin(NAME));
+    }
+    let mut node = node.clone();
+    let mut state = state.clone();
     for v in &potential {
         node.remove_pod(&v.uid);
         let s = update_state(profile, &mut state, pod, v, &node, false);
         if !s.is_success() {
             return Err(s);
         }
-    }
-    if potential.is_empty() {
-        return Err(Status::unresolvable(NO_VICTIMS).with_plugin(NAME));
     }
     let s = run_filters_with_nominated(profile, &state, pod, &node, nominator);
     if !s.is_success() {
@@ -379,14 +382,7 @@ impl DefaultPreemption {
         let (mut fine, mut violating) = (Vec::new(), Vec::new());
         for k in 0..potential.len() {
             let node = potential[(offset + k) % potential.len()];
-            match select_victims_on_node(
-                ctx.profile,
-                ctx.nominator,
-                state.clone(),
-                pod,
-                node,
-                &pdbs,
-            ) {
+            match select_victims_on_node(ctx.profile, ctx.nominator, state, pod, node, &pdbs) {
                 Ok((victims, pdb_violations)) => {
                     let c = Candidate {
                         node: node.name.clone(),
