@@ -119,6 +119,23 @@ pub fn run_filters_with_nominated(
     run_filters(profile, state, pod, node)
 }
 
+/// Upstream's sorted `N reason` list (` 2 Insufficient cpu, 1 ...`, with a
+/// leading space and a final period; empty without reasons). Sorted as
+/// strings, counts included, as upstream sorts them.
+pub fn reasons_histogram(counts: &BTreeMap<&str, usize>) -> String {
+    let mut parts: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
+    parts.sort();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" {}.", parts.join(", "))
+    }
+}
+
 /// Why no node was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FitError {
@@ -146,12 +163,7 @@ impl FitError {
                         *counts.entry(r.as_str()).or_default() += 1;
                     }
                 }
-                let mut parts: Vec<String> =
-                    counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
-                parts.sort();
-                if !parts.is_empty() {
-                    msg.push_str(&format!(" {}.", parts.join(", ")));
-                }
+                msg.push_str(&reasons_histogram(&counts));
             }
         }
         if let Some(p) = &self.post_filter_msg {
@@ -586,28 +598,39 @@ impl Algorithm {
         timer: &mut PointTimer,
     ) -> Outcome {
         timer.start("PostFilter");
-        let mut rejections = fit.node_statuses.clone();
-        if let Some(s) = &fit.pre_filter {
-            for n in &snapshot.nodes {
-                rejections.insert(n.name.clone(), s.clone());
+        // Filter's statuses are passed as they are; a PreFilter rejection
+        // stands for every node.
+        let from_pre_filter: HashMap<String, Status>;
+        let rejections = match &fit.pre_filter {
+            Some(s) => {
+                from_pre_filter = snapshot
+                    .nodes
+                    .iter()
+                    .map(|n| (n.name.clone(), s.clone()))
+                    .collect();
+                &from_pre_filter
             }
-        }
+            None => &fit.node_statuses,
+        };
         let ctx = PostFilterContext {
             profile,
             snapshot,
-            rejections: &rejections,
+            rejections,
             nominator: &self.nominator,
         };
+        let (mut msg, mut nominated) = (None, None);
         for p in &profile.post_filter {
             let (result, s) = p.post_filter(&ctx, state, pod);
             if !s.reasons.is_empty() {
-                fit.post_filter_msg = Some(s.reasons.join(", "));
+                msg = Some(s.reasons.join(", "));
             }
-            fit.nominated = result;
+            nominated = result;
             if s.is_success() {
                 break;
             }
         }
+        fit.post_filter_msg = msg;
+        fit.nominated = nominated;
         timer.done(
             if fit
                 .nominated

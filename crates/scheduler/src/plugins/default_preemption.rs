@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use super::helpers::label_selector_matches;
 use super::{parse_args, Extensions, Handle, PluginError};
-use crate::core::{run_filters_with_nominated, FitError, Rng};
+use crate::core::{reasons_histogram, run_filters_with_nominated, FitError, Rng};
 use crate::framework::{
     Code, CycleState, NodeInfo, Plugin, PodInfo, PostFilterContext, PostFilterPlugin,
     PostFilterResult, Status,
@@ -418,6 +418,39 @@ impl PostFilterPlugin for DefaultPreemption {
         if let Err(msg) = self.eligible(ctx, pod) {
             return (None, Status::unschedulable(format!("preemption: {msg}")));
         }
+        let clear = || PostFilterResult {
+            nominated_node: String::new(),
+            victims: Vec::new(),
+            clear_nominations: Vec::new(),
+        };
+        // No pod anywhere has a lower priority (a cluster without
+        // priorities): every node that could help has no victims. The
+        // verdict is counted without a dry run or per-node statuses.
+        let prio = pod.priority();
+        let any_lower = ctx
+            .snapshot
+            .nodes
+            .iter()
+            .any(|n| n.pods.iter().any(|p| p.priority() < prio));
+        if !any_lower {
+            let all = ctx.snapshot.nodes.len();
+            let helpful = ctx
+                .snapshot
+                .nodes
+                .iter()
+                .filter(|n| {
+                    ctx.rejections
+                        .get(&n.name)
+                        .is_some_and(|s| s.code == Code::Unschedulable)
+                })
+                .count();
+            let counts = BTreeMap::from([(NO_VICTIMS, helpful), (NOT_HELPFUL, all - helpful)]);
+            let msg = format!(
+                "preemption: 0/{all} nodes are available:{}",
+                reasons_histogram(&counts)
+            );
+            return (Some(clear()), Status::unschedulable(msg));
+        }
         let (candidates, mut statuses) = self.find_candidates(ctx, state, pod);
         let Some(best) = pick_one(&candidates) else {
             for n in &ctx.snapshot.nodes {
@@ -432,13 +465,8 @@ impl PostFilterPlugin for DefaultPreemption {
                 post_filter_msg: None,
                 nominated: None,
             };
-            let clear = PostFilterResult {
-                nominated_node: String::new(),
-                victims: Vec::new(),
-                clear_nominations: Vec::new(),
-            };
             return (
-                Some(clear),
+                Some(clear()),
                 Status::unschedulable(format!("preemption: {}", fit.message())),
             );
         };
