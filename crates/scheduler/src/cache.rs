@@ -165,6 +165,11 @@ impl Cache {
         }
     }
 
+    /// The node a cached pod is on (bound or assumed).
+    pub fn node_of(&self, uid: &str) -> Option<&str> {
+        self.pods.get(uid).map(|p| p.node.as_str())
+    }
+
     /// Whether the pod is in the cache (bound or assumed).
     pub fn has_pod(&self, uid: &str) -> bool {
         self.pods.contains_key(uid)

@@ -279,16 +279,22 @@ impl SchedulingQueue {
     /// A cluster event that may make unschedulable pods fit: move them to
     /// backoff (if still backing off) or active.
     pub fn move_all_to_active_or_backoff(&mut self) {
+        self.move_all_to_active_or_backoff_except(&|_: &str| false);
+    }
+
+    /// [`Self::move_all_to_active_or_backoff`], leaving the pods for which
+    /// `skip` says so where they are.
+    pub fn move_all_to_active_or_backoff_except(&mut self, skip: &dyn Fn(&str) -> bool) {
         self.move_request_cycle = self.cycle;
         let now = Instant::now();
         let uids: Vec<String> = self
             .pods
             .iter()
-            .filter(|(_, e)| e.place == Place::Unschedulable)
+            .filter(|(u, e)| e.place == Place::Unschedulable && !skip(u))
             .map(|(u, _)| u.clone())
             .collect();
-        self.parked.clear();
         for uid in uids {
+            self.parked.remove(&uid);
             self.unschedulable_to_queues(&uid, now);
         }
     }
@@ -581,5 +587,21 @@ mod tests {
         q.upsert(Arc::new(info(pod)));
         assert_eq!(q.pending().unschedulable, 0);
         assert!(q.pop().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn moves_can_leave_chosen_pods_parked() {
+        let mut q = queue();
+        q.upsert(with_priority("waits", 0));
+        q.upsert(with_priority("wakes", 0));
+        for _ in 0..2 {
+            let p = q.pop().unwrap();
+            q.requeue_failed(&p.info.uid, true, vec!["NodeResourcesFit"]);
+        }
+        tokio::time::advance(INITIAL_BACKOFF).await;
+        q.move_all_to_active_or_backoff_except(&|uid: &str| uid.ends_with("waits"));
+        assert_eq!(q.pending().unschedulable, 1);
+        assert!(q.pop().unwrap().info.key.ends_with("wakes"));
+        assert!(q.pop().is_none());
     }
 }

@@ -212,14 +212,22 @@ impl Scheduler {
     }
 
     fn forget_pod(&mut self, uid: &str) {
-        let was_bound = self.cache.has_pod(uid);
+        let freed = self.cache.node_of(uid).map(str::to_string);
         self.cache.remove_pod(uid);
         self.queue.delete(uid);
         self.last_message.remove(uid);
         self.alg.nominator.remove(uid);
-        if was_bound {
-            // Freed resources may let pending pods fit.
-            self.queue.move_all_to_active_or_backoff();
+        if let Some(node) = freed {
+            // Freed resources may let pending pods fit. Pods nominated to
+            // another node wait for their own victims (or the periodic
+            // flush) instead of being retried on every deletion: after a
+            // wave of preemptions each victim's deletion would otherwise
+            // wake every waiting preemptor.
+            let nominator = &self.alg.nominator;
+            self.queue
+                .move_all_to_active_or_backoff_except(&|uid: &str| {
+                    nominator.node_of(uid).is_some_and(|n| n != node)
+                });
         }
     }
 
@@ -338,7 +346,16 @@ impl Scheduler {
                     .attempt("unschedulable", &profile.scheduler_name, secs);
                 let msg = fit.message();
                 tracing::debug!(message = msg, "pod unschedulable");
-                self.queue.requeue_failed(&info.uid, true, fit.plugins());
+                // A pod losing its nomination may have slept through
+                // deletions elsewhere (nominated pods only wake for their
+                // node): it backs off instead of parking.
+                let loses_nomination = fit
+                    .nominated
+                    .as_ref()
+                    .is_some_and(|r| r.nominated_node.is_empty())
+                    && self.alg.nominator.node_of(&info.uid).is_some();
+                self.queue
+                    .requeue_failed(&info.uid, !loses_nomination, fit.plugins());
                 if let Some(r) = fit.nominated {
                     self.preempt(&info, r);
                 }
