@@ -51,6 +51,7 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<rkube_scheduler::Confi
     config.build_profiles(&rkube_scheduler::plugins::Handle {
         client: None,
         listers: probe,
+        waiting: Default::default(),
     })?;
     Ok(config)
 }

@@ -76,6 +76,7 @@ pub async fn explain(
     let handle = Handle {
         client: None,
         listers,
+        waiting: Default::default(),
     };
     explain_with(config, &handle, target, nodes.items, pods.items)
 }

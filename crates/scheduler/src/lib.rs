@@ -17,6 +17,7 @@ pub mod profile;
 pub mod queue;
 pub mod resources;
 pub mod scheduler;
+pub mod waiting;
 
 pub use config::{Config, ConfigError};
 pub use profile::Profile;
@@ -33,13 +34,14 @@ pub async fn run(
     let handle = plugins::Handle {
         client: Some(client.clone()),
         listers,
+        waiting: waiting::WaitingPods::default(),
     };
     let profiles = config
         .build_profiles(&handle)
         .map_err(|e| SchedulerError::Config(e.to_string()))?;
     tokio::select! {
         _ = writers.run(client.clone()) => Err(SchedulerError::WatchEnded("lister")),
-        r = Scheduler::run_with_metrics(client, profiles, metrics) => r,
+        r = Scheduler::run_full(client, profiles, metrics, handle.waiting.clone()) => r,
     }
 }
 

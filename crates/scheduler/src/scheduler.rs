@@ -23,15 +23,17 @@ use tokio::time::Instant;
 
 use crate::cache::Cache;
 use crate::core::{Algorithm, Outcome};
-use crate::framework::{Code, CycleState, PodInfo, PostFilterResult};
+use crate::framework::{Code, CycleState, PodInfo};
 use crate::metrics::SchedulerMetrics;
 use crate::nominator::nominated_node_name;
-use crate::plugins::default_preemption::PREEMPTION_BY_SCHEDULER;
 use crate::plugins::inter_pod_affinity::NAME as INTER_POD_AFFINITY;
 use crate::plugins::pod_topology_spread::NAME as POD_TOPOLOGY_SPREAD;
 use crate::profile::Profile;
 use crate::queue::SchedulingQueue;
 use crate::resources::pod_requests;
+use crate::waiting::{PermitGate, WaitingPods};
+
+mod preempt;
 
 /// Binds in flight at once.
 pub const MAX_BINDS_IN_FLIGHT: usize = 256;
@@ -71,6 +73,17 @@ pub struct Scheduler {
     metrics: Arc<SchedulerMetrics>,
     /// Victim evictions in flight at once (apart from status and events).
     preempt_writes: Arc<Semaphore>,
+    /// Pods held at Permit.
+    gate: PermitGate<HeldPod>,
+}
+
+/// A pod held at Permit, with what binding or Unreserve needs.
+struct HeldPod {
+    info: Arc<PodInfo>,
+    node: String,
+    state: CycleState,
+    profile: String,
+    attempts: u32,
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -106,6 +119,18 @@ impl Scheduler {
         profiles: Vec<Profile>,
         metrics: Arc<SchedulerMetrics>,
     ) -> Result<(), SchedulerError> {
+        Scheduler::run_full(client, profiles, metrics, WaitingPods::default()).await
+    }
+
+    /// Runs the scheduler; `waiting` is the handle its profiles' plugins
+    /// were built with, through which they allow pods held at Permit.
+    pub async fn run_full(
+        client: Client,
+        profiles: Vec<Profile>,
+        metrics: Arc<SchedulerMetrics>,
+        waiting: WaitingPods,
+    ) -> Result<(), SchedulerError> {
+        let mut decisions = waiting.connect();
         let first = profiles.first().ok_or(SchedulerError::NoProfiles)?;
         let queue = SchedulingQueue::new(
             first.queue_sort.clone(),
@@ -130,6 +155,7 @@ impl Scheduler {
             preempt_writes: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT)),
             last_message: HashMap::new(),
             metrics,
+            gate: PermitGate::new(waiting),
         };
         let mut nodes = watcher::watcher(Api::<Node>::all(client.clone()), Default::default())
             .default_backoff()
@@ -166,6 +192,16 @@ impl Scheduler {
                     }
                 },
                 Some(r) = bind_rx.recv() => s.on_bind_result(r),
+                Some(d) = decisions.recv() => match s.gate.decide(d) {
+                    Ok(Some(held)) => s.start_bind(held),
+                    Ok(None) => {}
+                    Err((held, why)) => s.permit_failed(held, why),
+                },
+                _ = sleep_until(s.gate.next_deadline()) => {
+                    for (held, why) in s.gate.expired(Instant::now()) {
+                        s.permit_failed(held, why);
+                    }
+                }
                 _ = sleep_until(backoff_at) => s.queue.flush_backoff(Instant::now()),
                 _ = unsched_tick.tick() => s.queue.flush_unschedulable(Instant::now()),
                 _ = metrics_tick.tick() => {
@@ -212,6 +248,7 @@ impl Scheduler {
     }
 
     fn forget_pod(&mut self, uid: &str) {
+        self.gate.remove(uid);
         let freed = self.cache.node_of(uid).map(str::to_string);
         self.cache.remove_pod(uid);
         self.queue.delete(uid);
@@ -249,6 +286,8 @@ impl Scheduler {
                 self.queue.delete(&uid);
                 self.last_message.remove(&uid);
                 self.alg.nominator.remove(&uid);
+                // Bound by someone else while held at Permit.
+                self.gate.remove(&uid);
                 // Newly on a node (or its binding confirmed): pods waiting
                 // for pod (anti-)affinity or spread may fit now.
                 let new = !self.cache.has_pod(&uid) || self.cache.is_assumed(&uid);
@@ -312,9 +351,12 @@ impl Scheduler {
                     }
                     reserved.push(r.clone());
                 }
+                let mut waits = Vec::new();
                 for p in &profile.permit {
-                    let (s, _timeout) = p.permit(&mut state, &info, &node);
-                    if !s.is_success() && s.code != Code::Wait {
+                    let (s, timeout) = p.permit(&mut state, &info, &node);
+                    if s.code == Code::Wait {
+                        waits.push((p.name(), timeout));
+                    } else if !s.is_success() {
                         for done in reserved.iter().rev() {
                             done.unreserve(&mut state, &info, &node);
                         }
@@ -324,21 +366,20 @@ impl Scheduler {
                 }
                 self.cache.assume(&info, &node);
                 self.alg.nominator.remove(&info.uid);
-                self.queue.done(&info.uid);
-                self.last_message.remove(&info.uid);
-                self.binds_in_flight += 1;
-                let profile = profile.clone();
-                let tx = self.bind_tx.clone();
-                let attempts = qpi.attempts;
-                tokio::spawn(async move {
-                    let result = bind(&profile, &info, &node).await;
-                    let _ = tx.send(BindResult {
-                        info,
-                        node,
-                        attempts,
-                        result,
-                    });
-                });
+                let held = HeldPod {
+                    info: info.clone(),
+                    node,
+                    state,
+                    profile: profile.scheduler_name.clone(),
+                    attempts: qpi.attempts,
+                };
+                if waits.is_empty() {
+                    self.start_bind(held);
+                } else {
+                    // Assumed (its resources count) but not bound until
+                    // every waiting Permit plugin allows it.
+                    self.gate.hold(&info.uid, held, waits, Instant::now());
+                }
             }
             Outcome::Unschedulable(fit) => {
                 let secs = started.elapsed().as_secs_f64();
@@ -371,123 +412,44 @@ impl Scheduler {
         }
     }
 
-    /// Carries out a PostFilter result: evicts the victims (a
-    /// DisruptionTarget condition, a graceful delete, a Preempted event),
-    /// clears lower-priority nominations to the node, and nominates the pod
-    /// (or clears its nomination when preemption cannot help).
-    fn preempt(&mut self, info: &Arc<PodInfo>, r: PostFilterResult) {
-        if r.nominated_node.is_empty() {
-            let had = self.alg.nominator.node_of(&info.uid).is_some()
-                || nominated_node_name(info).is_some();
-            self.alg.nominator.remove(&info.uid);
-            if had {
-                self.set_nominated_node(info, None);
-            }
+    /// The binding cycle, in a spawned task (the next cycle overlaps it).
+    fn start_bind(&mut self, held: HeldPod) {
+        let Some(profile) = self.profiles.get(&held.profile).cloned() else {
             return;
-        }
-        let node = r.nominated_node;
-        tracing::info!(
-            pod = info.key,
+        };
+        let HeldPod {
+            info,
             node,
-            victims = r.victims.len(),
-            "preempting lower-priority pods"
-        );
-        self.alg.nominator.add(info.clone(), &node);
-        self.metrics.preemption_attempts.inc();
-        self.metrics
-            .preemption_victims
-            .observe(r.victims.len() as f64);
-        for p in &r.clear_nominations {
-            self.alg.nominator.remove(&p.uid);
-            self.set_nominated_node(p, None);
-        }
-        let scheduler = scheduler_name(&info.pod).to_string();
-        for v in &r.victims {
-            if v.pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            // Seen as terminating by preemption at once, before the API
-            // calls land: the preemptor then waits for it instead of
-            // preempting again, and no one picks it as a victim twice.
-            self.mark_preempted(v, &node, &scheduler);
-            let msg = format!("Preempted by pod {} on node {}", info.uid, node);
-            self.event(v, "Normal", "Preempted", msg);
-            let client = self.client.clone();
-            let writes = self.preempt_writes.clone();
-            let ns = v.namespace().to_string();
-            let name = v.pod.metadata.name.clone().unwrap_or_default();
-            let uid = v.uid.clone();
-            let body = json!({"status": {"conditions": [{
-                "type": "DisruptionTarget",
-                "status": "True",
-                "reason": PREEMPTION_BY_SCHEDULER,
-                "message": format!("{scheduler}: preempting to accommodate a higher priority pod"),
-                "lastTransitionTime": Time(Timestamp::now()),
-            }]}});
-            tokio::spawn(async move {
-                let Ok(_permit) = writes.acquire_owned().await else {
-                    return;
-                };
-                let api: Api<Pod> = Api::namespaced(client, &ns);
-                let pp = PatchParams::default();
-                if let Err(e) = api.patch_status(&name, &pp, &Patch::Strategic(&body)).await {
-                    tracing::debug!(error = %e, "victim condition update failed");
-                }
-                let dp = kube::api::DeleteParams {
-                    preconditions: Some(kube::api::Preconditions {
-                        uid: Some(uid),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                if let Err(e) = api.delete(&name, &dp).await {
-                    tracing::debug!(error = %e, "victim delete failed");
-                }
-            });
-        }
-        self.set_nominated_node(info, Some(node));
-    }
-
-    /// The cache's copy of a victim gets a deletionTimestamp and the
-    /// DisruptionTarget condition, as the API server will soon say.
-    fn mark_preempted(&mut self, v: &PodInfo, node: &str, scheduler: &str) {
-        let mut pod = (*v.pod).clone();
-        let now = Time(Timestamp::now());
-        pod.metadata.deletion_timestamp = Some(now.clone());
-        let status = pod.status.get_or_insert_with(Default::default);
-        let conds = status.conditions.get_or_insert_with(Vec::new);
-        conds.retain(|c| c.type_ != "DisruptionTarget");
-        conds.push(k8s_openapi::api::core::v1::PodCondition {
-            type_: "DisruptionTarget".into(),
-            status: "True".into(),
-            reason: Some(PREEMPTION_BY_SCHEDULER.into()),
-            message: Some(format!(
-                "{scheduler}: preempting to accommodate a higher priority pod"
-            )),
-            last_transition_time: Some(now),
-            ..Default::default()
-        });
-        let info = Arc::new(PodInfo::with(Arc::new(pod), pod_requests));
-        self.cache.upsert_pod(info, node);
-    }
-
-    /// Sets or clears `status.nominatedNodeName`.
-    fn set_nominated_node(&self, info: &PodInfo, node: Option<String>) {
-        let client = self.client.clone();
-        let writes = self.writes.clone();
-        let ns = info.namespace().to_string();
-        let name = info.pod.metadata.name.clone().unwrap_or_default();
-        let body = json!({"status": {"nominatedNodeName": node}});
+            attempts,
+            ..
+        } = held;
+        self.queue.done(&info.uid);
+        self.last_message.remove(&info.uid);
+        self.binds_in_flight += 1;
+        let tx = self.bind_tx.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = writes.acquire_owned().await else {
-                return;
-            };
-            let api: Api<Pod> = Api::namespaced(client, &ns);
-            let pp = PatchParams::default();
-            if let Err(e) = api.patch_status(&name, &pp, &Patch::Merge(&body)).await {
-                tracing::debug!(error = %e, "nominatedNodeName update failed");
-            }
+            let result = bind(&profile, &info, &node).await;
+            let _ = tx.send(BindResult {
+                info,
+                node,
+                attempts,
+                result,
+            });
         });
+    }
+
+    /// A pod held at Permit was rejected or timed out: Unreserve in
+    /// reverse, forget the assumption, back to the queue as unschedulable.
+    fn permit_failed(&mut self, mut held: HeldPod, why: crate::waiting::Rejection) {
+        if let Some(profile) = self.profiles.get(&held.profile) {
+            for r in profile.reserve.iter().rev() {
+                r.unreserve(&mut held.state, &held.info, &held.node);
+            }
+        }
+        self.cache.forget(&held.info.uid);
+        self.queue
+            .requeue_failed(&held.info.uid, true, vec![why.plugin]);
+        self.report_unschedulable(&held.info, "Unschedulable", why.message);
     }
 
     fn on_bind_result(&mut self, r: BindResult) {

@@ -50,6 +50,7 @@ fn profile(listers: Listers) -> Profile {
     let h = Handle {
         client: None,
         listers,
+        waiting: Default::default(),
     };
     Profile::default_profile(&h).unwrap()
 }

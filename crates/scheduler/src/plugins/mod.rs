@@ -48,6 +48,8 @@ pub struct Handle {
     pub client: Option<kube::Client>,
     /// Namespaces, workload objects and PDBs.
     pub listers: crate::listers::Listers,
+    /// Pods waiting at Permit, to allow or reject.
+    pub waiting: crate::waiting::WaitingPods,
 }
 
 /// The extension points one plugin implements.

@@ -96,6 +96,7 @@ pub(super) fn handle(namespaces: Vec<Namespace>) -> Handle {
     Handle {
         client: None,
         listers: Listers::fill(namespaces, vec![], vec![], vec![]),
+        waiting: Default::default(),
     }
 }
 

@@ -74,6 +74,7 @@ pub(super) fn handle(services: Vec<Service>, replica_sets: Vec<ReplicaSet>) -> H
     Handle {
         client: None,
         listers: Listers::fill(vec![], services, replica_sets, vec![]),
+        waiting: Default::default(),
     }
 }
 
