@@ -15,36 +15,40 @@ use crate::metrics::{status_label, SchedulerMetrics};
 use crate::nominator::{nominated_node_name, Nominator};
 use crate::profile::Profile;
 
-/// Runs the profile's Filter plugins on one node; the first rejection (with
-/// its plugin) or success.
-pub fn run_filters(
-    profile: &Profile,
+/// The Filter plugins not skipped this cycle, in order: computed once per
+/// cycle so the node loop does no set lookups.
+pub fn active_filters<'a>(
+    profile: &'a Profile,
     state: &CycleState,
-    pod: &PodInfo,
-    node: &NodeInfo,
-) -> Status {
-    for f in &profile.filter {
-        if state.skip_filter.contains(f.name()) {
-            continue;
-        }
-        let s = f.filter(state, pod, node);
-        if !s.is_success() {
-            return s.with_plugin(f.name());
-        }
-    }
-    Status::success()
+) -> Vec<&'a Arc<dyn FilterPlugin>> {
+    profile
+        .filter
+        .iter()
+        .filter(|f| !state.skip_filter.contains(f.name()))
+        .collect()
 }
 
-/// [`run_filters`] over a list of the plugins not skipped this cycle,
-/// computed once per cycle (no set lookups per node).
-fn run_filter_list(
+/// Runs `filters` on one node: the first rejection (with its plugin) or
+/// success. With `metrics` (sampled cycles), each plugin's duration is
+/// recorded.
+pub fn run_filters(
     filters: &[&Arc<dyn FilterPlugin>],
     state: &CycleState,
     pod: &PodInfo,
     node: &NodeInfo,
+    metrics: Option<&SchedulerMetrics>,
 ) -> Status {
     for f in filters {
+        let t = metrics.map(|_| std::time::Instant::now());
         let s = f.filter(state, pod, node);
+        if let (Some(m), Some(t)) = (metrics, t) {
+            m.plugin(
+                f.name(),
+                "Filter",
+                status_label(s.code),
+                t.elapsed().as_secs_f64(),
+            );
+        }
         if !s.is_success() {
             return s.with_plugin(f.name());
         }
@@ -52,28 +56,28 @@ fn run_filter_list(
     Status::success()
 }
 
-/// [`run_filters`], recording each plugin's duration.
-fn run_filters_timed(
+/// Runs the PreFilter extensions (upstream's AddPod/RemovePod) of the
+/// plugins not skipped this cycle, as if `other` were added to (or removed
+/// from) `node`.
+pub fn run_pre_filter_extensions(
     profile: &Profile,
-    state: &CycleState,
+    state: &mut CycleState,
     pod: &PodInfo,
+    other: &PodInfo,
     node: &NodeInfo,
-    m: &SchedulerMetrics,
+    add: bool,
 ) -> Status {
-    for f in &profile.filter {
-        if state.skip_filter.contains(f.name()) {
+    for pf in &profile.pre_filter {
+        if state.skip_filter.contains(pf.name()) {
             continue;
         }
-        let t = std::time::Instant::now();
-        let s = f.filter(state, pod, node);
-        m.plugin(
-            f.name(),
-            "Filter",
-            status_label(s.code),
-            t.elapsed().as_secs_f64(),
-        );
+        let s = if add {
+            pf.add_pod(state, pod, other, node)
+        } else {
+            pf.remove_pod(state, pod, other, node)
+        };
         if !s.is_success() {
-            return s.with_plugin(f.name());
+            return s.with_plugin(pf.name());
         }
     }
     Status::success()
@@ -84,39 +88,40 @@ fn run_filters_timed(
 /// them (as if they ran there) and without them (their affinity terms must
 /// not be what makes it fit).
 pub fn run_filters_with_nominated(
+    filters: &[&Arc<dyn FilterPlugin>],
     profile: &Profile,
     state: &CycleState,
     pod: &PodInfo,
     node: &NodeInfo,
     nominator: &Nominator,
+    metrics: Option<&SchedulerMetrics>,
 ) -> Status {
-    let nominated: Vec<&Arc<PodInfo>> = nominator
-        .pods_on(&node.name)
-        .iter()
-        .filter(|p| p.uid != pod.uid && p.priority() >= pod.priority())
-        .collect();
+    let nominated: Vec<&Arc<PodInfo>> = if nominator.is_empty() {
+        Vec::new()
+    } else {
+        nominator
+            .pods_on(&node.name)
+            .iter()
+            .filter(|p| p.uid != pod.uid && p.priority() >= pod.priority())
+            .collect()
+    };
     if nominated.is_empty() {
-        return run_filters(profile, state, pod, node);
+        return run_filters(filters, state, pod, node, metrics);
     }
     let mut with_state = state.clone();
     let mut with_node = node.clone();
     for p in nominated {
         with_node.add_pod(p.clone());
-        for pf in &profile.pre_filter {
-            if state.skip_filter.contains(pf.name()) {
-                continue;
-            }
-            let s = pf.add_pod(&mut with_state, pod, p, &with_node);
-            if !s.is_success() {
-                return s.with_plugin(pf.name());
-            }
+        let s = run_pre_filter_extensions(profile, &mut with_state, pod, p, &with_node, true);
+        if !s.is_success() {
+            return s;
         }
     }
-    let s = run_filters(profile, &with_state, pod, &with_node);
+    let s = run_filters(filters, &with_state, pod, &with_node, metrics);
     if !s.is_success() {
         return s;
     }
-    run_filters(profile, state, pod, node)
+    run_filters(filters, state, pod, node, metrics)
 }
 
 /// Upstream's sorted `N reason` list (` 2 Insufficient cpu, 1 ...`, with a
@@ -396,6 +401,7 @@ impl Algorithm {
             }
         }
         timer.done(Code::Success);
+        let filters = active_filters(profile, state);
         // A nominated node (from an earlier preemption) is tried first.
         let nominated = self
             .nominator
@@ -409,7 +415,15 @@ impl Algorithm {
                     .is_none_or(|s| s.contains(&n.name))
             });
         if let Some(node) = nominated {
-            let s = run_filters_with_nominated(profile, state, pod, node, &self.nominator);
+            let s = run_filters_with_nominated(
+                &filters,
+                profile,
+                state,
+                pod,
+                node,
+                &self.nominator,
+                None,
+            );
             if s.code == Code::Error {
                 return Outcome::Error(format!("{}: {}", s.plugin, s.reasons.join(", ")));
             }
@@ -426,13 +440,6 @@ impl Algorithm {
         }
         // Filter, over enough nodes.
         timer.start("Filter");
-        let filters: Vec<&Arc<dyn FilterPlugin>> = profile
-            .filter
-            .iter()
-            .filter(|f| !state.skip_filter.contains(f.name()))
-            .collect();
-        // Without nominated pods and unsampled, the fast path.
-        let no_nominations = self.nominator.is_empty() && timer.sampled_metrics().is_none();
         let candidates: Vec<usize> = match &state.node_names {
             Some(names) => names
                 .iter()
@@ -458,13 +465,15 @@ impl Algorithm {
             }
             let node = &snapshot.nodes[idx];
             evaluated += 1;
-            let s = match timer.sampled_metrics() {
-                _ if no_nominations => run_filter_list(&filters, state, pod, node),
-                Some(m) if self.nominator.pods_on(&node.name).is_empty() => {
-                    run_filters_timed(profile, state, pod, node, m)
-                }
-                _ => run_filters_with_nominated(profile, state, pod, node, &self.nominator),
-            };
+            let s = run_filters_with_nominated(
+                &filters,
+                profile,
+                state,
+                pod,
+                node,
+                &self.nominator,
+                timer.sampled_metrics(),
+            );
             let rejected = (!s.is_success()).then_some(s);
             match rejected {
                 None => feasible.push(node.clone()),

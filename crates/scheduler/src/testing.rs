@@ -156,3 +156,46 @@ pub fn queued(p: Pod) -> QueuedPodInfo {
         unschedulable_plugins: Default::default(),
     }
 }
+
+/// A NodeInfo of `n` with `pods` bound to it.
+pub fn node_info(n: NodeBuilder, pods: Vec<Pod>) -> crate::framework::NodeInfo {
+    let n = n.build();
+    let name = n.metadata.name.clone().unwrap();
+    let mut ni = crate::framework::NodeInfo::new(Arc::new(n));
+    for mut p in pods {
+        p.spec.as_mut().unwrap().node_name = Some(name.clone());
+        ni.add_pod(Arc::new(info(p)));
+    }
+    ni
+}
+
+/// A snapshot of nodes with their pods.
+pub fn snap(nodes: Vec<(NodeBuilder, Vec<Pod>)>) -> crate::framework::Snapshot {
+    crate::framework::Snapshot::new(
+        nodes
+            .into_iter()
+            .map(|(n, pods)| Arc::new(node_info(n, pods)))
+            .collect(),
+    )
+}
+
+/// A plugin's PreFilter, then its Filter on every node (all pass when
+/// PreFilter skips).
+pub fn run_filter<P>(
+    pl: &P,
+    p: &Pod,
+    s: &crate::framework::Snapshot,
+) -> Vec<crate::framework::Status>
+where
+    P: crate::framework::PreFilterPlugin + crate::framework::FilterPlugin,
+{
+    use crate::framework::{Code, CycleState, Status};
+    let pi = info(p.clone());
+    let mut st = CycleState::default();
+    let status = pl.pre_filter(&mut st, &pi, s);
+    if status.code == Code::Skip {
+        return s.nodes.iter().map(|_| Status::success()).collect();
+    }
+    assert!(status.is_success(), "{status:?}");
+    s.nodes.iter().map(|n| pl.filter(&st, &pi, n)).collect()
+}

@@ -29,7 +29,10 @@ use serde_json::Value;
 
 use super::helpers::label_selector_matches;
 use super::{parse_args, Extensions, Handle, PluginError};
-use crate::core::{reasons_histogram, run_filters_with_nominated, FitError, Rng};
+use crate::core::{
+    active_filters, reasons_histogram, run_filters_with_nominated, run_pre_filter_extensions,
+    FitError, Rng,
+};
 use crate::framework::{
     Code, CycleState, NodeInfo, Plugin, PodInfo, PostFilterContext, PostFilterPlugin,
     PostFilterResult, Status,
@@ -185,31 +188,6 @@ fn split_by_pdb(
     (violating, fine)
 }
 
-/// Runs the PreFilter AddPod/RemovePod extensions.
-fn update_state(
-    profile: &Profile,
-    state: &mut CycleState,
-    pod: &PodInfo,
-    other: &PodInfo,
-    node: &NodeInfo,
-    add: bool,
-) -> Status {
-    for pf in &profile.pre_filter {
-        if state.skip_filter.contains(pf.name()) {
-            continue;
-        }
-        let s = if add {
-            pf.add_pod(state, pod, other, node)
-        } else {
-            pf.remove_pod(state, pod, other, node)
-        };
-        if !s.is_success() {
-            return s.with_plugin(pf.name());
-        }
-    }
-    Status::success()
-}
-
 /// Upstream's `SelectVictimsOnNode`: the victims (most important first)
 /// and how many of them violate a PDB, or why the node cannot help.
 pub fn select_victims_on_node(
@@ -234,14 +212,15 @@ pub fn select_victims_on_node(
     }
     let mut node = node.clone();
     let mut state = state.clone();
+    let filters = active_filters(profile, &state);
     for v in &potential {
         node.remove_pod(&v.uid);
-        let s = update_state(profile, &mut state, pod, v, &node, false);
+        let s = run_pre_filter_extensions(profile, &mut state, pod, v, &node, false);
         if !s.is_success() {
             return Err(s);
         }
     }
-    let s = run_filters_with_nominated(profile, &state, pod, &node, nominator);
+    let s = run_filters_with_nominated(&filters, profile, &state, pod, &node, nominator, None);
     if !s.is_success() {
         return Err(s);
     }
@@ -256,13 +235,15 @@ pub fn select_victims_on_node(
         .chain(fine.into_iter().map(|p| (p, false)))
     {
         node.add_pod(p.clone());
-        let s = update_state(profile, &mut state, pod, &p, &node, true);
+        let s = run_pre_filter_extensions(profile, &mut state, pod, &p, &node, true);
         if !s.is_success() {
             return Err(s);
         }
-        if !run_filters_with_nominated(profile, &state, pod, &node, nominator).is_success() {
+        if !run_filters_with_nominated(&filters, profile, &state, pod, &node, nominator, None)
+            .is_success()
+        {
             node.remove_pod(&p.uid);
-            let s = update_state(profile, &mut state, pod, &p, &node, false);
+            let s = run_pre_filter_extensions(profile, &mut state, pod, &p, &node, false);
             if !s.is_success() {
                 return Err(s);
             }

@@ -1,7 +1,6 @@
 //! Builders shared by InterPodAffinity's unit tests.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     Affinity, Namespace, Pod, PodAffinity, PodAffinityTerm, PodAntiAffinity,
@@ -14,12 +13,11 @@ use serde_json::Value;
 use super::{
     InterPodAffinity, NAME, REASON_AFFINITY, REASON_ANTI_AFFINITY, REASON_EXISTING_ANTI_AFFINITY,
 };
-use crate::framework::{
-    Code, CycleState, FilterPlugin, NodeInfo, PreFilterPlugin, Snapshot, Status,
-};
+use crate::framework::Status;
 use crate::listers::Listers;
 use crate::plugins::{parse_args, Handle};
-use crate::testing::{info, node, NodeBuilder, PodBuilder};
+use crate::testing::{node, NodeBuilder, PodBuilder};
+pub(super) use crate::testing::{run_filter, snap};
 
 pub(super) const ZONE: &str = "topology.kubernetes.io/zone";
 pub(super) const HOST: &str = "kubernetes.io/hostname";
@@ -109,40 +107,8 @@ pub(super) fn plugin() -> InterPodAffinity {
     plugin_with(Value::Null, vec![])
 }
 
-pub(super) fn node_info(n: NodeBuilder, pods: Vec<Pod>) -> NodeInfo {
-    let n = n.build();
-    let name = n.metadata.name.clone().unwrap();
-    let mut ni = NodeInfo::new(Arc::new(n));
-    for mut p in pods {
-        p.spec.as_mut().unwrap().node_name = Some(name.clone());
-        ni.add_pod(Arc::new(info(p)));
-    }
-    ni
-}
-
-pub(super) fn snap(nodes: Vec<(NodeBuilder, Vec<Pod>)>) -> Snapshot {
-    Snapshot::new(
-        nodes
-            .into_iter()
-            .map(|(n, pods)| Arc::new(node_info(n, pods)))
-            .collect(),
-    )
-}
-
 pub(super) fn zone_node(name: &str, zone: &str) -> NodeBuilder {
     node(name).label(ZONE, zone)
-}
-
-/// PreFilter then Filter on every node (all pass when PreFilter skips).
-pub(super) fn run_filter(pl: &InterPodAffinity, p: &Pod, snap: &Snapshot) -> Vec<Status> {
-    let pi = info(p.clone());
-    let mut st = CycleState::default();
-    let s = pl.pre_filter(&mut st, &pi, snap);
-    if s.code == Code::Skip {
-        return snap.nodes.iter().map(|_| Status::success()).collect();
-    }
-    assert!(s.is_success(), "{s:?}");
-    snap.nodes.iter().map(|n| pl.filter(&st, &pi, n)).collect()
 }
 
 pub(super) fn ok() -> Status {

@@ -14,12 +14,12 @@ use super::{
     REASON_CONSTRAINTS_NOT_MATCH, REASON_NODE_LABEL_NOT_MATCH, SCHEDULE_ANYWAY,
 };
 use crate::framework::{
-    Code, CycleState, FilterPlugin, NodeInfo, NodeScore, PreFilterPlugin, PreScorePlugin,
-    ScorePlugin, Snapshot, Status,
+    Code, CycleState, NodeInfo, NodeScore, PreScorePlugin, ScorePlugin, Snapshot, Status,
 };
 use crate::listers::Listers;
 use crate::plugins::{parse_args, Handle};
 use crate::testing::{info, node, pod, NodeBuilder, PodBuilder};
+pub(super) use crate::testing::{run_filter, snap};
 
 pub(super) const HOST: &str = LABEL_HOSTNAME;
 pub(super) const ZONE: &str = LABEL_ZONE;
@@ -86,40 +86,8 @@ pub(super) fn plugin() -> PodTopologySpread {
     plugin_with(Value::Null, &Handle::default())
 }
 
-pub(super) fn node_info(n: NodeBuilder, pods: Vec<Pod>) -> NodeInfo {
-    let n = n.build();
-    let name = n.metadata.name.clone().unwrap();
-    let mut ni = NodeInfo::new(Arc::new(n));
-    for mut p in pods {
-        p.spec.as_mut().unwrap().node_name = Some(name.clone());
-        ni.add_pod(Arc::new(info(p)));
-    }
-    ni
-}
-
-pub(super) fn snap(nodes: Vec<(NodeBuilder, Vec<Pod>)>) -> Snapshot {
-    Snapshot::new(
-        nodes
-            .into_iter()
-            .map(|(n, pods)| Arc::new(node_info(n, pods)))
-            .collect(),
-    )
-}
-
 pub(super) fn zone_node(name: &str, zone: &str) -> NodeBuilder {
     node(name).label(ZONE, zone)
-}
-
-/// PreFilter then Filter on every node (all pass when PreFilter skips).
-pub(super) fn run_filter(pl: &PodTopologySpread, p: &Pod, s: &Snapshot) -> Vec<Status> {
-    let pi = info(p.clone());
-    let mut st = CycleState::default();
-    let status = pl.pre_filter(&mut st, &pi, s);
-    if status.code == Code::Skip {
-        return s.nodes.iter().map(|_| Status::success()).collect();
-    }
-    assert!(status.is_success(), "{status:?}");
-    s.nodes.iter().map(|n| pl.filter(&st, &pi, n)).collect()
 }
 
 pub(super) fn ok() -> Status {
