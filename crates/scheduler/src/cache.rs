@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::framework::{NodeInfo, PodInfo, Snapshot};
 
@@ -183,13 +184,20 @@ impl Cache {
 
 /// Whether two versions of a node differ in what scheduling looks at.
 fn scheduling_fields_differ(old: &Node, new: &Node) -> bool {
-    let spec = |n: &Node| {
+    fn spec(
+        n: &Node,
+    ) -> (
+        Option<bool>,
+        Option<&Vec<k8s_openapi::api::core::v1::Taint>>,
+    ) {
         n.spec
             .as_ref()
-            .map(|s| (s.unschedulable, s.taints.clone()))
+            .map(|s| (s.unschedulable, s.taints.as_ref()))
             .unwrap_or_default()
-    };
-    let alloc = |n: &Node| n.status.as_ref().and_then(|s| s.allocatable.clone());
+    }
+    fn alloc(n: &Node) -> Option<&std::collections::BTreeMap<String, Quantity>> {
+        n.status.as_ref().and_then(|s| s.allocatable.as_ref())
+    }
     old.metadata.labels != new.metadata.labels || spec(old) != spec(new) || alloc(old) != alloc(new)
 }
 
