@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod protobuf;
 pub mod quantity;
 pub mod resources;
+pub mod scheduling;
 pub mod selector;
 pub mod smp;
 pub mod table;

@@ -1,14 +1,30 @@
 //! The rkube controllers: the control loops upstream runs in
 //! kube-controller-manager.
 //!
-//! Each controller lives in its own module and follows the kube-runtime
-//! pattern: a watcher lists and watches its objects, a reflector/store (a
-//! `kube::runtime::reflector` store, or the controller's own index of what it
-//! needs) keeps the current state, and a reconcile step acts on it. Controllers
-//! talk to the API server only through the Kubernetes API, with the `kube`
-//! crate, so each runs embedded in `rkube server` or alone against any
-//! compatible API server.
+//! Each controller lives in its own module and follows the informer
+//! pattern: shared informers ([`informers`]) list and watch each resource
+//! type once per process into `kube` reflector stores, controllers register
+//! handlers that turn changes into keys on their own work queue
+//! ([`workqueue`], client-go's semantics and metrics), and workers reconcile
+//! one key at a time against the stores ([`manager::run_workers`]).
+//! Controllers talk to the API server only through the Kubernetes API, with
+//! the `kube` crate, so each runs embedded in `rkube server` or alone
+//! (`rkube controller-manager`) against any compatible API server.
 //!
+//! * [`manager`]: the registry of controllers and the manager that runs them.
 //! * [`nodeipam`]: gives each Node a pod CIDR from the cluster CIDR.
+//! * [`events`]: client-go's event recorder (deduplication, aggregation).
+//! * [`expectations`]: create/delete expectations against stale caches.
+//! * [`util`]: keys, owner references, pod readiness.
 
+pub mod events;
+pub mod expectations;
+pub mod informers;
+pub mod manager;
+pub mod metrics;
 pub mod nodeipam;
+pub mod util;
+pub mod workqueue;
+
+pub use manager::{run, Config, Context, ManagerError};
+pub use metrics::ControllerMetrics;

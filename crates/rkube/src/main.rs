@@ -12,6 +12,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rkube_store::Store;
 
+mod controller_manager_cmd;
+mod metrics_http;
 mod scheduler_cmd;
 
 #[derive(Parser)]
@@ -62,6 +64,8 @@ enum Cmd {
     /// Run the scheduler alone (rkube server runs one in process), or
     /// explain a pod's placement.
     Scheduler(scheduler_cmd::SchedulerArgs),
+    /// Run the controllers alone (rkube server runs them in process).
+    ControllerManager(controller_manager_cmd::ControllerManagerArgs),
 }
 
 /// Flags of the components `rkube server` runs in process.
@@ -77,12 +81,12 @@ struct ServerSimArgs {
     simulated_node_prefix: String,
     #[command(flatten)]
     heartbeat: HeartbeatArgs,
-    /// IPv4 range node pod CIDRs are allocated from.
-    #[arg(long, default_value = "10.128.0.0/11")]
-    cluster_cidr: String,
-    /// Prefix length of each node's pod CIDR.
-    #[arg(long, default_value_t = 24)]
-    node_cidr_mask_size: u8,
+    #[command(flatten)]
+    controllers: controller_manager_cmd::ControllerFlags,
+    /// Do not run the controllers in process (run `rkube controller-manager`
+    /// instead).
+    #[arg(long)]
+    disable_controller_manager: bool,
     /// Do not run the scheduler in process (run `rkube scheduler` instead).
     #[arg(long)]
     disable_scheduler: bool,
@@ -96,6 +100,7 @@ async fn run_components(
     kubeconfig: PathBuf,
     sim: ServerSimArgs,
     scheduler_metrics: Arc<rkube_scheduler::metrics::SchedulerMetrics>,
+    controller_metrics: Arc<rkube_controllers::ControllerMetrics>,
 ) -> anyhow::Result<()> {
     let client = rkube_node::client_from_kubeconfig(&kubeconfig, None).await?;
     let sim_cfg = rkube_node::SimConfig {
@@ -105,16 +110,15 @@ async fn run_components(
         adopt_annotated: true,
     };
     let mut set = tokio::task::JoinSet::new();
-    let ipam = rkube_controllers::nodeipam::NodeIpamConfig {
-        cluster_cidr: sim.cluster_cidr.clone(),
-        node_cidr_mask_size: sim.node_cidr_mask_size,
-    };
-    let ipam_client = client.clone();
-    set.spawn(async move {
-        rkube_controllers::nodeipam::run(ipam_client, ipam)
-            .await
-            .context("node IPAM controller")
-    });
+    if !sim.disable_controller_manager {
+        let config = sim.controllers.config()?;
+        let cm_client = client.clone();
+        set.spawn(async move {
+            controller_manager_cmd::run(cm_client, config, controller_metrics, true)
+                .await
+                .context("controller manager")
+        });
+    }
     if !sim.disable_scheduler {
         let sched_config = scheduler_cmd::load_config(sim.scheduler_config.as_deref())?;
         let sched_client = client.clone();
@@ -325,6 +329,9 @@ fn main() -> anyhow::Result<()> {
                 if !sim.disable_scheduler {
                     scheduler_cmd::load_config(sim.scheduler_config.as_deref())?;
                 }
+                if !sim.disable_controller_manager {
+                    sim.controllers.config()?;
+                }
                 std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
                 let store: Arc<dyn Store> = match store {
                     StoreKind::Embedded => Arc::new(
@@ -341,13 +348,18 @@ fn main() -> anyhow::Result<()> {
                     let m = scheduler_metrics.clone();
                     config.extra_metrics.push(Arc::new(move || m.render()));
                 }
+                let controller_metrics = Arc::new(rkube_controllers::ControllerMetrics::new());
+                if !sim.disable_controller_manager {
+                    let m = controller_metrics.clone();
+                    config.extra_metrics.push(Arc::new(move || m.render()));
+                }
                 config.bookmark_interval = Duration::from_secs(bookmark_interval_seconds.max(1));
                 config.compaction_interval = Duration::from_secs(compaction_interval_seconds.max(1));
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<PathBuf>();
 
                 let components = tokio::spawn(async move {
                     let Ok(kubeconfig) = ready_rx.await else { return Ok(()) };
-                    run_components(kubeconfig, sim, scheduler_metrics).await
+                    run_components(kubeconfig, sim, scheduler_metrics, controller_metrics).await
                 });
                 let server = rkube_apiserver::run(
                     config,
@@ -371,6 +383,7 @@ fn main() -> anyhow::Result<()> {
             }
             Cmd::Agent(args) => run_agent(args).await,
             Cmd::Scheduler(args) => scheduler_cmd::main(args).await,
+            Cmd::ControllerManager(args) => controller_manager_cmd::main(args).await,
         }
     })
 }

@@ -67,40 +67,6 @@ fn election_config(c: &rkube_scheduler::config::LeaderElection) -> rkube_leader:
     cfg
 }
 
-/// Serves the metrics at `addr` (loopback only: the listener has no TLS).
-async fn serve_metrics(
-    addr: std::net::SocketAddr,
-    metrics: Arc<SchedulerMetrics>,
-) -> anyhow::Result<()> {
-    if !addr.ip().is_loopback() {
-        anyhow::bail!(
-            "--metrics-bind-address {addr}: plain-HTTP metrics are served on loopback addresses only"
-        );
-    }
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            "content-type",
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.render(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", axum::routing::get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    axum::serve(listener, app).await?;
-    Ok(())
-}
-
 /// Runs the scheduler; with leader election (the default) only while this
 /// process holds the lease, campaigning again after losing it.
 pub async fn run(
@@ -145,7 +111,10 @@ pub async fn main(args: SchedulerArgs) -> anyhow::Result<()> {
             let metrics = Arc::new(SchedulerMetrics::new());
             let serve = async {
                 match args.metrics_bind_address {
-                    Some(addr) => serve_metrics(addr, metrics.clone()).await,
+                    Some(addr) => {
+                        let m = metrics.clone();
+                        crate::metrics_http::serve(addr, Arc::new(move || m.render())).await
+                    }
                     None => std::future::pending().await,
                 }
             };

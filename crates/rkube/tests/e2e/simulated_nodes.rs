@@ -4,13 +4,11 @@
 //! `rkube agent --simulate N` process; pod CIDRs come from the control
 //! plane's node IPAM controller.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{eventually, jsonpath, KillOnDrop, Server};
+use crate::common::{eventually, jsonpath, KillOnDrop, Server};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -217,7 +215,7 @@ fn server_simulates_nodes_and_adopts_annotated_ones() {
 #[test]
 fn agent_simulates_many_nodes_in_one_process() {
     let s = Server::start();
-    let child = std::process::Command::new(common::rkube_bin())
+    let child = std::process::Command::new(crate::common::rkube_bin())
         .args(["agent", "--simulate", "50", "--kubeconfig"])
         .arg(&s.kubeconfig)
         .args(["--node-name-prefix", "t-", "--cpu", "8", "--memory", "32Gi"])
@@ -264,7 +262,7 @@ fn agent_simulates_many_nodes_in_one_process() {
     let ip = jsonpath(&s, &["get", "pod", "p0"], "{.status.podIP}");
     assert!(in_cidr(&ip, &cidr), "{ip} not in {cidr}");
     // Bad flags are named.
-    let out = std::process::Command::new(common::rkube_bin())
+    let out = std::process::Command::new(crate::common::rkube_bin())
         .args(["agent", "--simulate", "2", "--kubeconfig"])
         .arg(&s.kubeconfig)
         .args(["--register-with-taints", "oops"])

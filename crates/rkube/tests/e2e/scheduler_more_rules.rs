@@ -4,11 +4,9 @@
 //! anti-affinity, topology spread's nodeTaintsPolicy, extended resources
 //! and init containers.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{eventually, jsonpath, Server};
+use crate::common::{eventually, jsonpath, Server};
 
 /// A simulated node with extra labels, taints (`key=value:Effect`) and
 /// capacity lines.

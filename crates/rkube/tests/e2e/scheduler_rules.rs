@@ -2,11 +2,9 @@
 //! and anti-affinity, topology spread, RuntimeClass overhead, priorities and
 //! preemption — with the real kubectl over simulated nodes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{eventually, jsonpath, Server};
+use crate::common::{eventually, jsonpath, Server};
 
 fn node(name: &str, cpu: &str, zone: &str) -> String {
     format!(

@@ -2,12 +2,10 @@
 //! compaction and restart (it relists on 410 Gone), and a kube-runtime
 //! Controller that reconciles.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Server;
+use crate::common::Server;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};

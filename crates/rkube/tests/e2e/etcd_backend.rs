@@ -1,11 +1,9 @@
 //! End-to-end on the etcd backend: `rkube server --store etcd` against a
 //! real etcd on loopback, driven by the real kubectl and the kube crate.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Server;
+use crate::common::Server;
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};

@@ -3,11 +3,9 @@
 //! selectors, watch resumption (410 Gone as an ERROR event), initial events,
 //! body limits and malformed input.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Server;
+use crate::common::Server;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};

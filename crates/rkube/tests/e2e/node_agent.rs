@@ -3,12 +3,10 @@
 //! pod lifecycle with IPs from the pod CIDR, graceful deletion, max-pods,
 //! and lease renewal.
 
-mod common;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{eventually, jsonpath, KillOnDrop, Server};
+use crate::common::{eventually, jsonpath, KillOnDrop, Server};
 use rkube_node::{EngineConfig, NodeAgent, NodeConfig};
 
 fn pod_yaml(name: &str, annotations: &[(&str, &str)]) -> String {
@@ -190,7 +188,7 @@ fn agent_subcommand_registers_node() {
          spec:\n  containers:\n  - name: etcd\n    image: etcd:3.5\n",
     )
     .unwrap();
-    let child = std::process::Command::new(common::rkube_bin())
+    let child = std::process::Command::new(crate::common::rkube_bin())
         .arg("agent")
         .arg("--kubeconfig")
         .arg(&s.kubeconfig)

@@ -1,11 +1,9 @@
 //! End-to-end: the scheduler inside `rkube server`, driven with the real
 //! kubectl over simulated nodes created as annotated Node manifests.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{eventually, jsonpath, Server};
+use crate::common::{eventually, jsonpath, Server};
 
 fn node(name: &str, cpu: &str) -> String {
     format!(

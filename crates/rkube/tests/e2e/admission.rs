@@ -3,9 +3,7 @@
 //! rules, driven with the real kubectl. Every pod names `schedulerName:
 //! manual`, so the in-process scheduler leaves it alone.
 
-mod common;
-
-use common::{jsonpath, run_stdin, Server};
+use crate::common::{jsonpath, run_stdin, Server};
 use serde_json::Value;
 
 /// A pod manifest: `extra_spec` is indented YAML for `spec`.

@@ -4,12 +4,10 @@
 //! as gnostic protobuf: create/apply must pass with default validation, and
 //! unknown fields must be reported by name.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{run_stdin, Server};
+use crate::common::{run_stdin, Server};
 
 const LIST: &str = r#"
 apiVersion: v1
@@ -155,7 +153,7 @@ fn versioned(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Command {
 
 #[test]
 fn kubectl_1_32_and_1_33_validate_lists() {
-    let bins = common::versioned_kubectls();
+    let bins = crate::common::versioned_kubectls();
     if bins.is_empty() {
         eprintln!("no versioned kubectl binaries beside kubectl; the default one is tested above");
         return;

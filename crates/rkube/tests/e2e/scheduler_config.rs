@@ -2,13 +2,11 @@
 //! `schedulerName`, per-plugin args), `rkube scheduler explain`, and leader
 //! election between two standalone `rkube scheduler` processes.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, jsonpath, KillOnDrop, Server};
+use crate::common::{eventually, jsonpath, KillOnDrop, Server};
 
 fn node(name: &str, cpu: &str) -> String {
     format!(
@@ -77,7 +75,7 @@ fn write_config(dir: &Path) -> String {
 }
 
 fn explain(s: &Server, config: &str, pod: &str) -> std::process::Output {
-    Command::new(common::rkube_bin())
+    Command::new(crate::common::rkube_bin())
         .args(["scheduler", "explain", pod, "--kubeconfig"])
         .arg(&s.kubeconfig)
         .args(["--config", config])
@@ -203,7 +201,7 @@ fn a_bad_configuration_is_refused_with_the_field() {
          - name: NoSuchPlugin\n",
     )
     .unwrap();
-    let out = Command::new(common::rkube_bin())
+    let out = Command::new(crate::common::rkube_bin())
         .args(["scheduler", "--kubeconfig", "/nonexistent", "--config"])
         .arg(&path)
         .output()
@@ -214,7 +212,7 @@ fn a_bad_configuration_is_refused_with_the_field() {
 }
 
 fn start_scheduler(s: &Server, config: &str, extra: &[&str]) -> KillOnDrop {
-    let child = Command::new(common::rkube_bin())
+    let child = Command::new(crate::common::rkube_bin())
         .args(["scheduler", "--kubeconfig"])
         .arg(&s.kubeconfig)
         .args(["--config", config])

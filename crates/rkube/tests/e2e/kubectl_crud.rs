@@ -2,11 +2,9 @@
 //! apply, get in every output format, describe, edit, patch, label, annotate,
 //! taint, scale, delete, wait, api-resources, explain, events and metrics.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{eventually, Server};
+use crate::common::{eventually, Server};
 
 const DEPLOY: &str = r#"
 apiVersion: apps/v1
@@ -49,7 +47,7 @@ fn namespaces_exist_from_the_start_and_anonymous_is_refused() {
     // Anonymous: no client certificate (an unknown bearer token is not a credential).
     let ca = s.dir.path().join("pki/ca.crt");
     let anon = |args: &[&str]| {
-        std::process::Command::new(common::kubectl_bin())
+        std::process::Command::new(crate::common::kubectl_bin())
             .args([
                 "--kubeconfig=/dev/null",
                 "--server",
@@ -444,7 +442,7 @@ fn cascading_deletion_orphan_and_foreground() {
 
 #[test]
 fn kubectl_1_32_and_1_33_both_work() {
-    let bins = common::versioned_kubectls();
+    let bins = crate::common::versioned_kubectls();
     if bins.is_empty() {
         eprintln!(
             "no versioned kubectl binaries beside kubectl; the default kubectl is tested elsewhere"

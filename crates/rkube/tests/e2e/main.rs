@@ -1,0 +1,16 @@
+//! End-to-end tests: one test binary that starts the real `rkube` binary and
+//! drives it with the real kubectl and the kube crate (one binary links once).
+
+mod admission;
+mod api_semantics;
+mod common;
+mod etcd_backend;
+mod kube_client;
+mod kubectl_crud;
+mod kubectl_list_manifests;
+mod node_agent;
+mod scheduler;
+mod scheduler_config;
+mod scheduler_more_rules;
+mod scheduler_rules;
+mod simulated_nodes;
