@@ -4,6 +4,7 @@
 mod admission;
 mod api_semantics;
 mod common;
+mod controller_manager;
 mod etcd_backend;
 mod kube_client;
 mod kubectl_crud;

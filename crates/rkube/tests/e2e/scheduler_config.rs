@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{eventually, jsonpath, KillOnDrop, Server};
+use crate::common::{eventually, http_get, jsonpath, KillOnDrop, Server};
 
 fn node(name: &str, cpu: &str) -> String {
     format!(
@@ -222,21 +222,6 @@ fn start_scheduler(s: &Server, config: &str, extra: &[&str]) -> KillOnDrop {
         .spawn()
         .expect("start rkube scheduler");
     KillOnDrop(child)
-}
-
-/// A plain HTTP GET on loopback; the response body.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).expect("connect metrics");
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out
 }
 
 fn holder(s: &Server) -> String {
