@@ -6,6 +6,7 @@
 //!
 //! Every load loop is bounded in count and time and targets 127.0.0.1 only.
 
+mod controllers;
 mod etcd_ratio;
 mod idle;
 mod list_pods;
@@ -191,6 +192,31 @@ enum Cmd {
         zones: u64,
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         groups: u64,
+    },
+    /// Issue 5's controller benchmarks on N in-process simulated nodes.
+    Controllers {
+        #[arg(long, value_enum)]
+        scenario: controllers::Scenario,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        nodes: u64,
+        /// Deployment replicas (deployment, rolling-update, node-failure).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        replicas: u64,
+        /// node-failure: how many nodes stop their heartbeats at once.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        failed_nodes: u64,
+        /// node-failure: the pods' tolerationSeconds for unreachable/not-ready.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3600))]
+        toleration_seconds: u64,
+        /// node-failure: the server's --node-monitor-grace-period, seconds.
+        #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        grace_seconds: u64,
+        /// endpoints: Services.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        services: u64,
+        /// endpoints: pods per Service.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        endpoints: u64,
     },
     /// Resident memory of an idle server.
     IdleRss {
@@ -422,6 +448,28 @@ async fn run(cmd: Cmd, env: &Env) -> anyhow::Result<Row> {
             // CPU-bound and synchronous: off the runtime's worker threads.
             tokio::task::spawn_blocking(move || sched_algo::run(&a)).await?
         }
+        Cmd::Controllers {
+            scenario,
+            nodes,
+            replicas,
+            failed_nodes,
+            toleration_seconds,
+            grace_seconds,
+            services,
+            endpoints,
+        } => {
+            let a = controllers::CtrlArgs {
+                scenario,
+                nodes,
+                replicas,
+                failed_nodes,
+                toleration_seconds,
+                grace_seconds,
+                services,
+                endpoints,
+            };
+            controllers::run(env, &a).await
+        }
         Cmd::IdleRss { wait_seconds } => idle::run(env, wait_seconds).await,
     }
 }
@@ -498,6 +546,7 @@ fn scenario_name(cmd: &Cmd) -> &'static str {
         Cmd::SimNodes { .. } => "sim-nodes",
         Cmd::Scheduler { .. } => "scheduler",
         Cmd::SchedulerAlgorithm { .. } => "scheduler-algorithm",
+        Cmd::Controllers { .. } => "controllers",
         Cmd::IdleRss { .. } => "idle-rss",
     }
 }
