@@ -249,6 +249,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!(
         "apps",
         "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        [],
+        true,
+        [],
+        []
+    ),
+    res!(
+        "apps",
+        "v1",
         "DaemonSet",
         "daemonsets",
         "daemonset",

@@ -50,6 +50,7 @@ pub fn typed_kind(group: &str, kind: &str) -> Option<&'static dyn TypedKind> {
         ("", "ServiceAccount") => typed!(api::core::v1::ServiceAccount),
         ("", "Service") => typed!(api::core::v1::Service),
         ("", "Binding") => typed!(api::core::v1::Binding),
+        ("apps", "ControllerRevision") => typed!(api::apps::v1::ControllerRevision),
         ("apps", "DaemonSet") => typed!(api::apps::v1::DaemonSet),
         ("apps", "Deployment") => typed!(api::apps::v1::Deployment),
         ("apps", "ReplicaSet") => typed!(api::apps::v1::ReplicaSet),

@@ -13,16 +13,24 @@
 //!
 //! * [`manager`]: the registry of controllers and the manager that runs them.
 //! * [`nodeipam`]: gives each Node a pod CIDR from the cluster CIDR.
+//! * [`daemonset`]: one pod of a DaemonSet on every eligible node, rolling
+//!   updates, ControllerRevision history.
+//! * [`statefulset`]: StatefulSets' ordinal pods, their claims, ordered or
+//!   parallel scaling, partitioned rolling updates, ControllerRevisions.
+//! * [`history`]: ControllerRevision names, hashes and template patches.
 //! * [`events`]: client-go's event recorder (deduplication, aggregation).
 //! * [`expectations`]: create/delete expectations against stale caches.
 //! * [`util`]: keys, owner references, pod readiness.
 
+pub mod daemonset;
 pub mod events;
 pub mod expectations;
+pub mod history;
 pub mod informers;
 pub mod manager;
 pub mod metrics;
 pub mod nodeipam;
+pub mod statefulset;
 pub mod util;
 pub mod workqueue;
 

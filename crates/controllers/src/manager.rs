@@ -88,19 +88,31 @@ pub struct Descriptor {
 }
 
 /// Every controller, in start order.
-pub const CONTROLLERS: &[Descriptor] = &[Descriptor {
-    name: "nodeipam",
-    default_on: true,
-    start: |ctx| {
-        let client = ctx.client.clone();
-        let cfg = ctx.config.node_ipam.clone();
-        Box::pin(async move {
-            crate::nodeipam::run(client, cfg)
-                .await
-                .map_err(|e| e.to_string())
-        })
+pub const CONTROLLERS: &[Descriptor] = &[
+    Descriptor {
+        name: "nodeipam",
+        default_on: true,
+        start: |ctx| {
+            let client = ctx.client.clone();
+            let cfg = ctx.config.node_ipam.clone();
+            Box::pin(async move {
+                crate::nodeipam::run(client, cfg)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        },
     },
-}];
+    Descriptor {
+        name: crate::daemonset::NAME,
+        default_on: true,
+        start: crate::daemonset::start,
+    },
+    Descriptor {
+        name: crate::statefulset::NAME,
+        default_on: true,
+        start: crate::statefulset::start,
+    },
+];
 
 /// Resolves `--controllers` to the descriptors to start.
 pub fn enabled(spec: &[String]) -> Result<Vec<&'static Descriptor>, ManagerError> {

@@ -46,6 +46,7 @@ pub(crate) fn kind_schema(group: &str, kind: &str) -> Option<TypeSchema> {
         ("", "ServiceAccount") => of::<core::ServiceAccount>(),
         ("", "Service") => of::<core::Service>(),
         ("", "Binding") => of::<core::Binding>(),
+        ("apps", "ControllerRevision") => of::<api::apps::v1::ControllerRevision>(),
         ("apps", "DaemonSet") => of::<api::apps::v1::DaemonSet>(),
         ("apps", "Deployment") => of::<api::apps::v1::Deployment>(),
         ("apps", "ReplicaSet") => of::<api::apps::v1::ReplicaSet>(),

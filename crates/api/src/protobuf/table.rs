@@ -9,58 +9,68 @@ use super::schema::Kind::*;
 use super::schema::{inline, keep, map, one, rep, Message};
 
 /// (API group, version, kind, message index) of every decodable kind.
-pub(super) static ROOTS: [(&str, &str, &str, u16); 37] = [
-    ("", "v1", "ConfigMap", 61),
-    ("", "v1", "Endpoints", 85),
-    ("", "v1", "Event", 92),
-    ("", "v1", "LimitRange", 116),
-    ("", "v1", "Namespace", 125),
-    ("", "v1", "Node", 130),
-    ("", "v1", "PersistentVolumeClaim", 150),
-    ("", "v1", "PersistentVolume", 149),
-    ("", "v1", "Pod", 160),
-    ("", "v1", "ResourceQuota", 189),
-    ("", "v1", "Secret", 200),
-    ("", "v1", "ServiceAccount", 208),
-    ("", "v1", "Service", 207),
-    ("apps", "v1", "DaemonSet", 0),
-    ("apps", "v1", "Deployment", 5),
-    ("apps", "v1", "ReplicaSet", 10),
-    ("apps", "v1", "StatefulSet", 17),
-    ("batch", "v1", "CronJob", 27),
-    ("batch", "v1", "Job", 30),
-    ("coordination.k8s.io", "v1", "Lease", 42),
-    ("discovery.k8s.io", "v1", "EndpointSlice", 241),
-    ("events.k8s.io", "v1", "Event", 244),
-    ("networking.k8s.io", "v1", "IngressClass", 250),
-    ("networking.k8s.io", "v1", "Ingress", 248),
-    ("networking.k8s.io", "v1", "NetworkPolicy", 263),
-    ("node.k8s.io", "v1", "RuntimeClass", 271),
-    ("policy", "v1", "PodDisruptionBudget", 274),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", 279),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRole", 278),
-    ("rbac.authorization.k8s.io", "v1", "RoleBinding", 282),
-    ("rbac.authorization.k8s.io", "v1", "Role", 281),
-    ("scheduling.k8s.io", "v1", "PriorityClass", 285),
-    ("storage.k8s.io", "v1", "StorageClass", 286),
-    ("", "v1", "Binding", 51),
-    ("policy", "v1", "Eviction", 273),
-    ("autoscaling", "v1", "Scale", 24),
-    ("meta.k8s.io", "v1", "DeleteOptions", 288),
+pub(super) static ROOTS: [(&str, &str, &str, u16); 38] = [
+    ("", "v1", "ConfigMap", 62),
+    ("", "v1", "Endpoints", 86),
+    ("", "v1", "Event", 93),
+    ("", "v1", "LimitRange", 117),
+    ("", "v1", "Namespace", 126),
+    ("", "v1", "Node", 131),
+    ("", "v1", "PersistentVolumeClaim", 151),
+    ("", "v1", "PersistentVolume", 150),
+    ("", "v1", "Pod", 161),
+    ("", "v1", "ResourceQuota", 190),
+    ("", "v1", "Secret", 201),
+    ("", "v1", "ServiceAccount", 209),
+    ("", "v1", "Service", 208),
+    ("apps", "v1", "ControllerRevision", 0),
+    ("apps", "v1", "DaemonSet", 1),
+    ("apps", "v1", "Deployment", 6),
+    ("apps", "v1", "ReplicaSet", 11),
+    ("apps", "v1", "StatefulSet", 18),
+    ("batch", "v1", "CronJob", 28),
+    ("batch", "v1", "Job", 31),
+    ("coordination.k8s.io", "v1", "Lease", 43),
+    ("discovery.k8s.io", "v1", "EndpointSlice", 242),
+    ("events.k8s.io", "v1", "Event", 245),
+    ("networking.k8s.io", "v1", "IngressClass", 251),
+    ("networking.k8s.io", "v1", "Ingress", 249),
+    ("networking.k8s.io", "v1", "NetworkPolicy", 264),
+    ("node.k8s.io", "v1", "RuntimeClass", 272),
+    ("policy", "v1", "PodDisruptionBudget", 275),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", 280),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", 279),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", 283),
+    ("rbac.authorization.k8s.io", "v1", "Role", 282),
+    ("scheduling.k8s.io", "v1", "PriorityClass", 286),
+    ("storage.k8s.io", "v1", "StorageClass", 287),
+    ("", "v1", "Binding", 52),
+    ("policy", "v1", "Eviction", 274),
+    ("autoscaling", "v1", "Scale", 25),
+    ("meta.k8s.io", "v1", "DeleteOptions", 289),
 ];
 
 /// Every reachable message; `Msg(i)` refers to `MESSAGES[i]`.
-pub(super) static MESSAGES: [Message; 295] = [
+pub(super) static MESSAGES: [Message; 296] = [
     // 0
     Message {
-        name: "k8s.io.api.apps.v1.DaemonSet",
+        name: "k8s.io.api.apps.v1.ControllerRevision",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(2)),
-            one(3, "status", Msg(3)),
+            one(1, "metadata", Msg(293)),
+            one(2, "data", RawExt),
+            keep(3, "revision", I64),
         ],
     },
     // 1
+    Message {
+        name: "k8s.io.api.apps.v1.DaemonSet",
+        fields: &[
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(3)),
+            one(3, "status", Msg(4)),
+        ],
+    },
+    // 2
     Message {
         name: "k8s.io.api.apps.v1.DaemonSetCondition",
         fields: &[
@@ -71,18 +81,18 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(5, "message", Str),
         ],
     },
-    // 2
+    // 3
     Message {
         name: "k8s.io.api.apps.v1.DaemonSetSpec",
         fields: &[
-            one(1, "selector", Msg(289)),
-            one(2, "template", Msg(176)),
-            one(3, "updateStrategy", Msg(4)),
+            one(1, "selector", Msg(290)),
+            one(2, "template", Msg(177)),
+            one(3, "updateStrategy", Msg(5)),
             one(4, "minReadySeconds", I32),
             keep(6, "revisionHistoryLimit", I32),
         ],
     },
-    // 3
+    // 4
     Message {
         name: "k8s.io.api.apps.v1.DaemonSetStatus",
         fields: &[
@@ -95,24 +105,24 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(7, "numberAvailable", I32),
             one(8, "numberUnavailable", I32),
             keep(9, "collisionCount", I32),
-            rep(10, "conditions", Msg(1)),
+            rep(10, "conditions", Msg(2)),
         ],
-    },
-    // 4
-    Message {
-        name: "k8s.io.api.apps.v1.DaemonSetUpdateStrategy",
-        fields: &[one(1, "type", Str), one(2, "rollingUpdate", Msg(14))],
     },
     // 5
     Message {
-        name: "k8s.io.api.apps.v1.Deployment",
-        fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(7)),
-            one(3, "status", Msg(8)),
-        ],
+        name: "k8s.io.api.apps.v1.DaemonSetUpdateStrategy",
+        fields: &[one(1, "type", Str), one(2, "rollingUpdate", Msg(15))],
     },
     // 6
+    Message {
+        name: "k8s.io.api.apps.v1.Deployment",
+        fields: &[
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(8)),
+            one(3, "status", Msg(9)),
+        ],
+    },
+    // 7
     Message {
         name: "k8s.io.api.apps.v1.DeploymentCondition",
         fields: &[
@@ -124,21 +134,21 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(7, "lastTransitionTime", Time),
         ],
     },
-    // 7
+    // 8
     Message {
         name: "k8s.io.api.apps.v1.DeploymentSpec",
         fields: &[
             keep(1, "replicas", I32),
-            one(2, "selector", Msg(289)),
-            one(3, "template", Msg(176)),
-            one(4, "strategy", Msg(9)),
+            one(2, "selector", Msg(290)),
+            one(3, "template", Msg(177)),
+            one(4, "strategy", Msg(10)),
             one(5, "minReadySeconds", I32),
             keep(6, "revisionHistoryLimit", I32),
             one(7, "paused", Bool),
             keep(9, "progressDeadlineSeconds", I32),
         ],
     },
-    // 8
+    // 9
     Message {
         name: "k8s.io.api.apps.v1.DeploymentStatus",
         fields: &[
@@ -147,27 +157,27 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(3, "updatedReplicas", I32),
             one(4, "availableReplicas", I32),
             one(5, "unavailableReplicas", I32),
-            rep(6, "conditions", Msg(6)),
+            rep(6, "conditions", Msg(7)),
             one(7, "readyReplicas", I32),
             keep(8, "collisionCount", I32),
             keep(9, "terminatingReplicas", I32),
         ],
     },
-    // 9
+    // 10
     Message {
         name: "k8s.io.api.apps.v1.DeploymentStrategy",
-        fields: &[one(1, "type", Str), one(2, "rollingUpdate", Msg(15))],
+        fields: &[one(1, "type", Str), one(2, "rollingUpdate", Msg(16))],
     },
-    // 10
+    // 11
     Message {
         name: "k8s.io.api.apps.v1.ReplicaSet",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(12)),
-            one(3, "status", Msg(13)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(13)),
+            one(3, "status", Msg(14)),
         ],
     },
-    // 11
+    // 12
     Message {
         name: "k8s.io.api.apps.v1.ReplicaSetCondition",
         fields: &[
@@ -178,17 +188,17 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(5, "message", Str),
         ],
     },
-    // 12
+    // 13
     Message {
         name: "k8s.io.api.apps.v1.ReplicaSetSpec",
         fields: &[
             keep(1, "replicas", I32),
-            one(2, "selector", Msg(289)),
-            one(3, "template", Msg(176)),
+            one(2, "selector", Msg(290)),
+            one(3, "template", Msg(177)),
             one(4, "minReadySeconds", I32),
         ],
     },
-    // 13
+    // 14
     Message {
         name: "k8s.io.api.apps.v1.ReplicaSetStatus",
         fields: &[
@@ -197,11 +207,11 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(3, "observedGeneration", I64),
             one(4, "readyReplicas", I32),
             one(5, "availableReplicas", I32),
-            rep(6, "conditions", Msg(11)),
+            rep(6, "conditions", Msg(12)),
             keep(7, "terminatingReplicas", I32),
         ],
     },
-    // 14
+    // 15
     Message {
         name: "k8s.io.api.apps.v1.RollingUpdateDaemonSet",
         fields: &[
@@ -209,7 +219,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "maxSurge", IntOrStr),
         ],
     },
-    // 15
+    // 16
     Message {
         name: "k8s.io.api.apps.v1.RollingUpdateDeployment",
         fields: &[
@@ -217,7 +227,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "maxSurge", IntOrStr),
         ],
     },
-    // 16
+    // 17
     Message {
         name: "k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy",
         fields: &[
@@ -225,16 +235,16 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "maxUnavailable", IntOrStr),
         ],
     },
-    // 17
+    // 18
     Message {
         name: "k8s.io.api.apps.v1.StatefulSet",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(21)),
-            one(3, "status", Msg(22)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(22)),
+            one(3, "status", Msg(23)),
         ],
     },
-    // 18
+    // 19
     Message {
         name: "k8s.io.api.apps.v1.StatefulSetCondition",
         fields: &[
@@ -245,34 +255,34 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(5, "message", Str),
         ],
     },
-    // 19
+    // 20
     Message {
         name: "k8s.io.api.apps.v1.StatefulSetOrdinals",
         fields: &[one(1, "start", I32)],
     },
-    // 20
+    // 21
     Message {
         name: "k8s.io.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy",
         fields: &[one(1, "whenDeleted", Str), one(2, "whenScaled", Str)],
     },
-    // 21
+    // 22
     Message {
         name: "k8s.io.api.apps.v1.StatefulSetSpec",
         fields: &[
             keep(1, "replicas", I32),
-            one(2, "selector", Msg(289)),
-            one(3, "template", Msg(176)),
-            rep(4, "volumeClaimTemplates", Msg(150)),
+            one(2, "selector", Msg(290)),
+            one(3, "template", Msg(177)),
+            rep(4, "volumeClaimTemplates", Msg(151)),
             one(5, "serviceName", Str),
             one(6, "podManagementPolicy", Str),
-            one(7, "updateStrategy", Msg(23)),
+            one(7, "updateStrategy", Msg(24)),
             keep(8, "revisionHistoryLimit", I32),
             one(9, "minReadySeconds", I32),
-            one(10, "persistentVolumeClaimRetentionPolicy", Msg(20)),
-            one(11, "ordinals", Msg(19)),
+            one(10, "persistentVolumeClaimRetentionPolicy", Msg(21)),
+            one(11, "ordinals", Msg(20)),
         ],
     },
-    // 22
+    // 23
     Message {
         name: "k8s.io.api.apps.v1.StatefulSetStatus",
         fields: &[
@@ -284,44 +294,44 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "currentRevision", Str),
             one(7, "updateRevision", Str),
             keep(9, "collisionCount", I32),
-            rep(10, "conditions", Msg(18)),
+            rep(10, "conditions", Msg(19)),
             one(11, "availableReplicas", I32),
         ],
     },
-    // 23
+    // 24
     Message {
         name: "k8s.io.api.apps.v1.StatefulSetUpdateStrategy",
-        fields: &[one(1, "type", Str), one(2, "rollingUpdate", Msg(16))],
+        fields: &[one(1, "type", Str), one(2, "rollingUpdate", Msg(17))],
     },
-    // 24
+    // 25
     Message {
         name: "k8s.io.api.autoscaling.v1.Scale",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(25)),
-            one(3, "status", Msg(26)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(26)),
+            one(3, "status", Msg(27)),
         ],
     },
-    // 25
+    // 26
     Message {
         name: "k8s.io.api.autoscaling.v1.ScaleSpec",
         fields: &[one(1, "replicas", I32)],
     },
-    // 26
+    // 27
     Message {
         name: "k8s.io.api.autoscaling.v1.ScaleStatus",
         fields: &[keep(1, "replicas", I32), one(2, "selector", Str)],
     },
-    // 27
+    // 28
     Message {
         name: "k8s.io.api.batch.v1.CronJob",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(28)),
-            one(3, "status", Msg(29)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(29)),
+            one(3, "status", Msg(30)),
         ],
     },
-    // 28
+    // 29
     Message {
         name: "k8s.io.api.batch.v1.CronJobSpec",
         fields: &[
@@ -329,31 +339,31 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "startingDeadlineSeconds", I64),
             one(3, "concurrencyPolicy", Str),
             keep(4, "suspend", Bool),
-            one(5, "jobTemplate", Msg(34)),
+            one(5, "jobTemplate", Msg(35)),
             keep(6, "successfulJobsHistoryLimit", I32),
             keep(7, "failedJobsHistoryLimit", I32),
             keep(8, "timeZone", Str),
         ],
     },
-    // 29
+    // 30
     Message {
         name: "k8s.io.api.batch.v1.CronJobStatus",
         fields: &[
-            rep(1, "active", Msg(148)),
+            rep(1, "active", Msg(149)),
             one(4, "lastScheduleTime", Time),
             one(5, "lastSuccessfulTime", Time),
         ],
     },
-    // 30
+    // 31
     Message {
         name: "k8s.io.api.batch.v1.Job",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(32)),
-            one(3, "status", Msg(33)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(33)),
+            one(3, "status", Msg(34)),
         ],
     },
-    // 31
+    // 32
     Message {
         name: "k8s.io.api.batch.v1.JobCondition",
         fields: &[
@@ -365,56 +375,56 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "message", Str),
         ],
     },
-    // 32
+    // 33
     Message {
         name: "k8s.io.api.batch.v1.JobSpec",
         fields: &[
             keep(1, "parallelism", I32),
             keep(2, "completions", I32),
             keep(3, "activeDeadlineSeconds", I64),
-            one(4, "selector", Msg(289)),
+            one(4, "selector", Msg(290)),
             keep(5, "manualSelector", Bool),
-            one(6, "template", Msg(176)),
+            one(6, "template", Msg(177)),
             keep(7, "backoffLimit", I32),
             keep(8, "ttlSecondsAfterFinished", I32),
             keep(9, "completionMode", Str),
             keep(10, "suspend", Bool),
-            one(11, "podFailurePolicy", Msg(35)),
+            one(11, "podFailurePolicy", Msg(36)),
             keep(12, "backoffLimitPerIndex", I32),
             keep(13, "maxFailedIndexes", I32),
             keep(14, "podReplacementPolicy", Str),
             keep(15, "managedBy", Str),
-            one(16, "successPolicy", Msg(39)),
+            one(16, "successPolicy", Msg(40)),
         ],
     },
-    // 33
+    // 34
     Message {
         name: "k8s.io.api.batch.v1.JobStatus",
         fields: &[
-            rep(1, "conditions", Msg(31)),
+            rep(1, "conditions", Msg(32)),
             one(2, "startTime", Time),
             one(3, "completionTime", Time),
             one(4, "active", I32),
             one(5, "succeeded", I32),
             one(6, "failed", I32),
             one(7, "completedIndexes", Str),
-            one(8, "uncountedTerminatedPods", Msg(41)),
+            one(8, "uncountedTerminatedPods", Msg(42)),
             keep(9, "ready", I32),
             keep(10, "failedIndexes", Str),
             keep(11, "terminating", I32),
         ],
     },
-    // 34
-    Message {
-        name: "k8s.io.api.batch.v1.JobTemplateSpec",
-        fields: &[one(1, "metadata", Msg(292)), one(2, "spec", Msg(32))],
-    },
     // 35
     Message {
-        name: "k8s.io.api.batch.v1.PodFailurePolicy",
-        fields: &[rep(1, "rules", Msg(38))],
+        name: "k8s.io.api.batch.v1.JobTemplateSpec",
+        fields: &[one(1, "metadata", Msg(293)), one(2, "spec", Msg(33))],
     },
     // 36
+    Message {
+        name: "k8s.io.api.batch.v1.PodFailurePolicy",
+        fields: &[rep(1, "rules", Msg(39))],
+    },
+    // 37
     Message {
         name: "k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
         fields: &[
@@ -423,26 +433,26 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(3, "values", I32),
         ],
     },
-    // 37
+    // 38
     Message {
         name: "k8s.io.api.batch.v1.PodFailurePolicyOnPodConditionsPattern",
         fields: &[keep(1, "type", Str), keep(2, "status", Str)],
     },
-    // 38
+    // 39
     Message {
         name: "k8s.io.api.batch.v1.PodFailurePolicyRule",
         fields: &[
             keep(1, "action", Str),
-            one(2, "onExitCodes", Msg(36)),
-            rep(3, "onPodConditions", Msg(37)),
+            one(2, "onExitCodes", Msg(37)),
+            rep(3, "onPodConditions", Msg(38)),
         ],
     },
-    // 39
+    // 40
     Message {
         name: "k8s.io.api.batch.v1.SuccessPolicy",
-        fields: &[rep(1, "rules", Msg(40))],
+        fields: &[rep(1, "rules", Msg(41))],
     },
-    // 40
+    // 41
     Message {
         name: "k8s.io.api.batch.v1.SuccessPolicyRule",
         fields: &[
@@ -450,17 +460,17 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "succeededCount", I32),
         ],
     },
-    // 41
+    // 42
     Message {
         name: "k8s.io.api.batch.v1.UncountedTerminatedPods",
         fields: &[rep(1, "succeeded", Str), rep(2, "failed", Str)],
     },
-    // 42
+    // 43
     Message {
         name: "k8s.io.api.coordination.v1.Lease",
-        fields: &[one(1, "metadata", Msg(292)), one(2, "spec", Msg(43))],
+        fields: &[one(1, "metadata", Msg(293)), one(2, "spec", Msg(44))],
     },
-    // 43
+    // 44
     Message {
         name: "k8s.io.api.coordination.v1.LeaseSpec",
         fields: &[
@@ -473,26 +483,26 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(7, "preferredHolder", Str),
         ],
     },
-    // 44
+    // 45
     Message {
         name: "k8s.io.api.core.v1.Affinity",
         fields: &[
-            one(1, "nodeAffinity", Msg(132)),
-            one(2, "podAffinity", Msg(161)),
-            one(3, "podAntiAffinity", Msg(163)),
+            one(1, "nodeAffinity", Msg(133)),
+            one(2, "podAffinity", Msg(162)),
+            one(3, "podAntiAffinity", Msg(164)),
         ],
     },
-    // 45
+    // 46
     Message {
         name: "k8s.io.api.core.v1.AppArmorProfile",
         fields: &[keep(1, "type", Str), keep(2, "localhostProfile", Str)],
     },
-    // 46
+    // 47
     Message {
         name: "k8s.io.api.core.v1.AttachedVolume",
         fields: &[keep(1, "name", Str), keep(2, "devicePath", Str)],
     },
-    // 47
+    // 48
     Message {
         name: "k8s.io.api.core.v1.AwsElasticBlockStoreVolumeSource",
         fields: &[
@@ -502,7 +512,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "readOnly", Bool),
         ],
     },
-    // 48
+    // 49
     Message {
         name: "k8s.io.api.core.v1.AzureDiskVolumeSource",
         fields: &[
@@ -514,7 +524,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(6, "kind", Str),
         ],
     },
-    // 49
+    // 50
     Message {
         name: "k8s.io.api.core.v1.AzureFilePersistentVolumeSource",
         fields: &[
@@ -524,7 +534,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(4, "secretNamespace", Str),
         ],
     },
-    // 50
+    // 51
     Message {
         name: "k8s.io.api.core.v1.AzureFileVolumeSource",
         fields: &[
@@ -533,12 +543,12 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(3, "readOnly", Bool),
         ],
     },
-    // 51
+    // 52
     Message {
         name: "k8s.io.api.core.v1.Binding",
-        fields: &[one(1, "metadata", Msg(292)), one(2, "target", Msg(148))],
+        fields: &[one(1, "metadata", Msg(293)), one(2, "target", Msg(149))],
     },
-    // 52
+    // 53
     Message {
         name: "k8s.io.api.core.v1.CSIPersistentVolumeSource",
         fields: &[
@@ -547,14 +557,14 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(3, "readOnly", Bool),
             one(4, "fsType", Str),
             map(5, "volumeAttributes", Str),
-            one(6, "controllerPublishSecretRef", Msg(204)),
-            one(7, "nodeStageSecretRef", Msg(204)),
-            one(8, "nodePublishSecretRef", Msg(204)),
-            one(9, "controllerExpandSecretRef", Msg(204)),
-            one(10, "nodeExpandSecretRef", Msg(204)),
+            one(6, "controllerPublishSecretRef", Msg(205)),
+            one(7, "nodeStageSecretRef", Msg(205)),
+            one(8, "nodePublishSecretRef", Msg(205)),
+            one(9, "controllerExpandSecretRef", Msg(205)),
+            one(10, "nodeExpandSecretRef", Msg(205)),
         ],
     },
-    // 53
+    // 54
     Message {
         name: "k8s.io.api.core.v1.CSIVolumeSource",
         fields: &[
@@ -562,15 +572,15 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "readOnly", Bool),
             keep(3, "fsType", Str),
             map(4, "volumeAttributes", Str),
-            one(5, "nodePublishSecretRef", Msg(122)),
+            one(5, "nodePublishSecretRef", Msg(123)),
         ],
     },
-    // 54
+    // 55
     Message {
         name: "k8s.io.api.core.v1.Capabilities",
         fields: &[rep(1, "add", Str), rep(2, "drop", Str)],
     },
-    // 55
+    // 56
     Message {
         name: "k8s.io.api.core.v1.CephFsPersistentVolumeSource",
         fields: &[
@@ -578,11 +588,11 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(2, "path", Str),
             one(3, "user", Str),
             one(4, "secretFile", Str),
-            one(5, "secretRef", Msg(204)),
+            one(5, "secretRef", Msg(205)),
             one(6, "readOnly", Bool),
         ],
     },
-    // 56
+    // 57
     Message {
         name: "k8s.io.api.core.v1.CephFsVolumeSource",
         fields: &[
@@ -590,71 +600,71 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(2, "path", Str),
             one(3, "user", Str),
             one(4, "secretFile", Str),
-            one(5, "secretRef", Msg(122)),
+            one(5, "secretRef", Msg(123)),
             one(6, "readOnly", Bool),
         ],
     },
-    // 57
+    // 58
     Message {
         name: "k8s.io.api.core.v1.CinderPersistentVolumeSource",
         fields: &[
             keep(1, "volumeID", Str),
             one(2, "fsType", Str),
             one(3, "readOnly", Bool),
-            one(4, "secretRef", Msg(204)),
+            one(4, "secretRef", Msg(205)),
         ],
     },
-    // 58
+    // 59
     Message {
         name: "k8s.io.api.core.v1.CinderVolumeSource",
         fields: &[
             keep(1, "volumeID", Str),
             one(2, "fsType", Str),
             one(3, "readOnly", Bool),
-            one(4, "secretRef", Msg(122)),
+            one(4, "secretRef", Msg(123)),
         ],
     },
-    // 59
+    // 60
     Message {
         name: "k8s.io.api.core.v1.ClientIpConfig",
         fields: &[keep(1, "timeoutSeconds", I32)],
     },
-    // 60
+    // 61
     Message {
         name: "k8s.io.api.core.v1.ClusterTrustBundleProjection",
         fields: &[
             keep(1, "name", Str),
             keep(2, "signerName", Str),
-            one(3, "labelSelector", Msg(289)),
+            one(3, "labelSelector", Msg(290)),
             keep(4, "path", Str),
             keep(5, "optional", Bool),
         ],
     },
-    // 61
+    // 62
     Message {
         name: "k8s.io.api.core.v1.ConfigMap",
         fields: &[
-            one(1, "metadata", Msg(292)),
+            one(1, "metadata", Msg(293)),
             map(2, "data", Str),
             map(3, "binaryData", Bytes),
             keep(4, "immutable", Bool),
         ],
     },
-    // 62
+    // 63
     Message {
         name: "k8s.io.api.core.v1.ConfigMapEnvSource",
-        fields: &[inline(1, Msg(122)), keep(2, "optional", Bool)],
+        fields: &[inline(1, Msg(123)), keep(2, "optional", Bool)],
     },
-    // 63
+    // 64
     Message {
         name: "k8s.io.api.core.v1.ConfigMapKeySelector",
         fields: &[
-            inline(1, Msg(122)),
+            inline(1, Msg(123)),
             keep(2, "key", Str),
             keep(3, "optional", Bool),
         ],
     },
-    // 64
+    // 65
     Message {
         name: "k8s.io.api.core.v1.ConfigMapNodeConfigSource",
         fields: &[
@@ -665,26 +675,26 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(5, "kubeletConfigKey", Str),
         ],
     },
-    // 65
+    // 66
     Message {
         name: "k8s.io.api.core.v1.ConfigMapProjection",
         fields: &[
-            inline(1, Msg(122)),
-            rep(2, "items", Msg(113)),
-            keep(4, "optional", Bool),
-        ],
-    },
-    // 66
-    Message {
-        name: "k8s.io.api.core.v1.ConfigMapVolumeSource",
-        fields: &[
-            inline(1, Msg(122)),
-            rep(2, "items", Msg(113)),
-            keep(3, "defaultMode", I32),
+            inline(1, Msg(123)),
+            rep(2, "items", Msg(114)),
             keep(4, "optional", Bool),
         ],
     },
     // 67
+    Message {
+        name: "k8s.io.api.core.v1.ConfigMapVolumeSource",
+        fields: &[
+            inline(1, Msg(123)),
+            rep(2, "items", Msg(114)),
+            keep(3, "defaultMode", I32),
+            keep(4, "optional", Bool),
+        ],
+    },
+    // 68
     Message {
         name: "k8s.io.api.core.v1.Container",
         fields: &[
@@ -693,33 +703,33 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(3, "command", Str),
             rep(4, "args", Str),
             one(5, "workingDir", Str),
-            rep(6, "ports", Msg(69)),
-            rep(7, "env", Msg(87)),
-            one(8, "resources", Msg(192)),
-            rep(9, "volumeMounts", Msg(228)),
-            one(10, "livenessProbe", Msg(180)),
-            one(11, "readinessProbe", Msg(180)),
-            one(12, "lifecycle", Msg(114)),
+            rep(6, "ports", Msg(70)),
+            rep(7, "env", Msg(88)),
+            one(8, "resources", Msg(193)),
+            rep(9, "volumeMounts", Msg(229)),
+            one(10, "livenessProbe", Msg(181)),
+            one(11, "readinessProbe", Msg(181)),
+            one(12, "lifecycle", Msg(115)),
             one(13, "terminationMessagePath", Str),
             one(14, "imagePullPolicy", Str),
-            one(15, "securityContext", Msg(206)),
+            one(15, "securityContext", Msg(207)),
             one(16, "stdin", Bool),
             one(17, "stdinOnce", Bool),
             one(18, "tty", Bool),
-            rep(19, "envFrom", Msg(86)),
+            rep(19, "envFrom", Msg(87)),
             one(20, "terminationMessagePolicy", Str),
-            rep(21, "volumeDevices", Msg(227)),
-            one(22, "startupProbe", Msg(180)),
-            rep(23, "resizePolicy", Msg(70)),
+            rep(21, "volumeDevices", Msg(228)),
+            one(22, "startupProbe", Msg(181)),
+            rep(23, "resizePolicy", Msg(71)),
             keep(24, "restartPolicy", Str),
         ],
     },
-    // 68
+    // 69
     Message {
         name: "k8s.io.api.core.v1.ContainerImage",
         fields: &[rep(1, "names", Str), one(2, "sizeBytes", I64)],
     },
-    // 69
+    // 70
     Message {
         name: "k8s.io.api.core.v1.ContainerPort",
         fields: &[
@@ -730,26 +740,26 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(5, "hostIP", Str),
         ],
     },
-    // 70
+    // 71
     Message {
         name: "k8s.io.api.core.v1.ContainerResizePolicy",
         fields: &[keep(1, "resourceName", Str), keep(2, "restartPolicy", Str)],
     },
-    // 71
+    // 72
     Message {
         name: "k8s.io.api.core.v1.ContainerState",
         fields: &[
-            one(1, "waiting", Msg(74)),
-            one(2, "running", Msg(72)),
-            one(3, "terminated", Msg(73)),
+            one(1, "waiting", Msg(75)),
+            one(2, "running", Msg(73)),
+            one(3, "terminated", Msg(74)),
         ],
     },
-    // 72
+    // 73
     Message {
         name: "k8s.io.api.core.v1.ContainerStateRunning",
         fields: &[one(1, "startedAt", Time)],
     },
-    // 73
+    // 74
     Message {
         name: "k8s.io.api.core.v1.ContainerStateTerminated",
         fields: &[
@@ -762,18 +772,18 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(7, "containerID", Str),
         ],
     },
-    // 74
+    // 75
     Message {
         name: "k8s.io.api.core.v1.ContainerStateWaiting",
         fields: &[one(1, "reason", Str), one(2, "message", Str)],
     },
-    // 75
+    // 76
     Message {
         name: "k8s.io.api.core.v1.ContainerStatus",
         fields: &[
             keep(1, "name", Str),
-            one(2, "state", Msg(71)),
-            one(3, "lastState", Msg(71)),
+            one(2, "state", Msg(72)),
+            one(3, "lastState", Msg(72)),
             keep(4, "ready", Bool),
             keep(5, "restartCount", I32),
             keep(6, "image", Str),
@@ -781,59 +791,59 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(8, "containerID", Str),
             keep(9, "started", Bool),
             map(10, "allocatedResources", Quantity),
-            one(11, "resources", Msg(192)),
-            rep(12, "volumeMounts", Msg(229)),
-            one(13, "user", Msg(76)),
-            rep(14, "allocatedResourcesStatus", Msg(193)),
+            one(11, "resources", Msg(193)),
+            rep(12, "volumeMounts", Msg(230)),
+            one(13, "user", Msg(77)),
+            rep(14, "allocatedResourcesStatus", Msg(194)),
             keep(15, "stopSignal", Str),
         ],
     },
-    // 76
+    // 77
     Message {
         name: "k8s.io.api.core.v1.ContainerUser",
-        fields: &[one(1, "linux", Msg(119))],
+        fields: &[one(1, "linux", Msg(120))],
     },
-    // 77
+    // 78
     Message {
         name: "k8s.io.api.core.v1.DaemonEndpoint",
         fields: &[keep(1, "Port", I32)],
     },
-    // 78
+    // 79
     Message {
         name: "k8s.io.api.core.v1.DownwardAPIProjection",
-        fields: &[rep(1, "items", Msg(79))],
+        fields: &[rep(1, "items", Msg(80))],
     },
-    // 79
+    // 80
     Message {
         name: "k8s.io.api.core.v1.DownwardAPIVolumeFile",
         fields: &[
             keep(1, "path", Str),
-            one(2, "fieldRef", Msg(147)),
-            one(3, "resourceFieldRef", Msg(187)),
+            one(2, "fieldRef", Msg(148)),
+            one(3, "resourceFieldRef", Msg(188)),
             keep(4, "mode", I32),
         ],
     },
-    // 80
+    // 81
     Message {
         name: "k8s.io.api.core.v1.DownwardAPIVolumeSource",
-        fields: &[rep(1, "items", Msg(79)), keep(2, "defaultMode", I32)],
+        fields: &[rep(1, "items", Msg(80)), keep(2, "defaultMode", I32)],
     },
-    // 81
+    // 82
     Message {
         name: "k8s.io.api.core.v1.EmptyDirVolumeSource",
         fields: &[one(1, "medium", Str), one(2, "sizeLimit", Quantity)],
     },
-    // 82
+    // 83
     Message {
         name: "k8s.io.api.core.v1.EndpointAddress",
         fields: &[
             keep(1, "ip", Str),
-            one(2, "targetRef", Msg(148)),
+            one(2, "targetRef", Msg(149)),
             one(3, "hostname", Str),
             keep(4, "nodeName", Str),
         ],
     },
-    // 83
+    // 84
     Message {
         name: "k8s.io.api.core.v1.EndpointPort",
         fields: &[
@@ -843,54 +853,54 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(4, "appProtocol", Str),
         ],
     },
-    // 84
+    // 85
     Message {
         name: "k8s.io.api.core.v1.EndpointSubset",
         fields: &[
-            rep(1, "addresses", Msg(82)),
-            rep(2, "notReadyAddresses", Msg(82)),
-            rep(3, "ports", Msg(83)),
+            rep(1, "addresses", Msg(83)),
+            rep(2, "notReadyAddresses", Msg(83)),
+            rep(3, "ports", Msg(84)),
         ],
     },
-    // 85
+    // 86
     Message {
         name: "k8s.io.api.core.v1.Endpoints",
-        fields: &[one(1, "metadata", Msg(292)), rep(2, "subsets", Msg(84))],
+        fields: &[one(1, "metadata", Msg(293)), rep(2, "subsets", Msg(85))],
     },
-    // 86
+    // 87
     Message {
         name: "k8s.io.api.core.v1.EnvFromSource",
         fields: &[
             one(1, "prefix", Str),
-            one(2, "configMapRef", Msg(62)),
-            one(3, "secretRef", Msg(201)),
+            one(2, "configMapRef", Msg(63)),
+            one(3, "secretRef", Msg(202)),
         ],
     },
-    // 87
+    // 88
     Message {
         name: "k8s.io.api.core.v1.EnvVar",
         fields: &[
             keep(1, "name", Str),
             one(2, "value", Str),
-            one(3, "valueFrom", Msg(88)),
-        ],
-    },
-    // 88
-    Message {
-        name: "k8s.io.api.core.v1.EnvVarSource",
-        fields: &[
-            one(1, "fieldRef", Msg(147)),
-            one(2, "resourceFieldRef", Msg(187)),
-            one(3, "configMapKeyRef", Msg(63)),
-            one(4, "secretKeyRef", Msg(202)),
+            one(3, "valueFrom", Msg(89)),
         ],
     },
     // 89
     Message {
-        name: "k8s.io.api.core.v1.EphemeralContainer",
-        fields: &[inline(1, Msg(90)), one(2, "targetContainerName", Str)],
+        name: "k8s.io.api.core.v1.EnvVarSource",
+        fields: &[
+            one(1, "fieldRef", Msg(148)),
+            one(2, "resourceFieldRef", Msg(188)),
+            one(3, "configMapKeyRef", Msg(64)),
+            one(4, "secretKeyRef", Msg(203)),
+        ],
     },
     // 90
+    Message {
+        name: "k8s.io.api.core.v1.EphemeralContainer",
+        fields: &[inline(1, Msg(91)), one(2, "targetContainerName", Str)],
+    },
+    // 91
     Message {
         name: "k8s.io.api.core.v1.EphemeralContainerCommon",
         fields: &[
@@ -899,69 +909,69 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(3, "command", Str),
             rep(4, "args", Str),
             one(5, "workingDir", Str),
-            rep(6, "ports", Msg(69)),
-            rep(7, "env", Msg(87)),
-            one(8, "resources", Msg(192)),
-            rep(9, "volumeMounts", Msg(228)),
-            one(10, "livenessProbe", Msg(180)),
-            one(11, "readinessProbe", Msg(180)),
-            one(12, "lifecycle", Msg(114)),
+            rep(6, "ports", Msg(70)),
+            rep(7, "env", Msg(88)),
+            one(8, "resources", Msg(193)),
+            rep(9, "volumeMounts", Msg(229)),
+            one(10, "livenessProbe", Msg(181)),
+            one(11, "readinessProbe", Msg(181)),
+            one(12, "lifecycle", Msg(115)),
             one(13, "terminationMessagePath", Str),
             one(14, "imagePullPolicy", Str),
-            one(15, "securityContext", Msg(206)),
+            one(15, "securityContext", Msg(207)),
             one(16, "stdin", Bool),
             one(17, "stdinOnce", Bool),
             one(18, "tty", Bool),
-            rep(19, "envFrom", Msg(86)),
+            rep(19, "envFrom", Msg(87)),
             one(20, "terminationMessagePolicy", Str),
-            rep(21, "volumeDevices", Msg(227)),
-            one(22, "startupProbe", Msg(180)),
-            rep(23, "resizePolicy", Msg(70)),
+            rep(21, "volumeDevices", Msg(228)),
+            one(22, "startupProbe", Msg(181)),
+            rep(23, "resizePolicy", Msg(71)),
             keep(24, "restartPolicy", Str),
         ],
     },
-    // 91
+    // 92
     Message {
         name: "k8s.io.api.core.v1.EphemeralVolumeSource",
-        fields: &[one(1, "volumeClaimTemplate", Msg(154))],
+        fields: &[one(1, "volumeClaimTemplate", Msg(155))],
     },
-    // 92
+    // 93
     Message {
         name: "k8s.io.api.core.v1.Event",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "involvedObject", Msg(148)),
+            one(1, "metadata", Msg(293)),
+            one(2, "involvedObject", Msg(149)),
             one(3, "reason", Str),
             one(4, "message", Str),
-            one(5, "source", Msg(94)),
+            one(5, "source", Msg(95)),
             one(6, "firstTimestamp", Time),
             one(7, "lastTimestamp", Time),
             one(8, "count", I32),
             one(9, "type", Str),
             one(10, "eventTime", MicroTime),
-            one(11, "series", Msg(93)),
+            one(11, "series", Msg(94)),
             one(12, "action", Str),
-            one(13, "related", Msg(148)),
+            one(13, "related", Msg(149)),
             one(14, "reportingComponent", Str),
             one(15, "reportingInstance", Str),
         ],
     },
-    // 93
+    // 94
     Message {
         name: "k8s.io.api.core.v1.EventSeries",
         fields: &[one(1, "count", I32), one(2, "lastObservedTime", MicroTime)],
     },
-    // 94
+    // 95
     Message {
         name: "k8s.io.api.core.v1.EventSource",
         fields: &[one(1, "component", Str), one(2, "host", Str)],
     },
-    // 95
+    // 96
     Message {
         name: "k8s.io.api.core.v1.ExecAction",
         fields: &[rep(1, "command", Str)],
     },
-    // 96
+    // 97
     Message {
         name: "k8s.io.api.core.v1.FcVolumeSource",
         fields: &[
@@ -972,34 +982,34 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(5, "wwids", Str),
         ],
     },
-    // 97
+    // 98
     Message {
         name: "k8s.io.api.core.v1.FlexPersistentVolumeSource",
         fields: &[
             keep(1, "driver", Str),
             one(2, "fsType", Str),
-            one(3, "secretRef", Msg(204)),
-            one(4, "readOnly", Bool),
-            map(5, "options", Str),
-        ],
-    },
-    // 98
-    Message {
-        name: "k8s.io.api.core.v1.FlexVolumeSource",
-        fields: &[
-            keep(1, "driver", Str),
-            one(2, "fsType", Str),
-            one(3, "secretRef", Msg(122)),
+            one(3, "secretRef", Msg(205)),
             one(4, "readOnly", Bool),
             map(5, "options", Str),
         ],
     },
     // 99
     Message {
+        name: "k8s.io.api.core.v1.FlexVolumeSource",
+        fields: &[
+            keep(1, "driver", Str),
+            one(2, "fsType", Str),
+            one(3, "secretRef", Msg(123)),
+            one(4, "readOnly", Bool),
+            map(5, "options", Str),
+        ],
+    },
+    // 100
+    Message {
         name: "k8s.io.api.core.v1.FlockerVolumeSource",
         fields: &[one(1, "datasetName", Str), one(2, "datasetUUID", Str)],
     },
-    // 100
+    // 101
     Message {
         name: "k8s.io.api.core.v1.GcePersistentDiskVolumeSource",
         fields: &[
@@ -1009,7 +1019,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "readOnly", Bool),
         ],
     },
-    // 101
+    // 102
     Message {
         name: "k8s.io.api.core.v1.GitRepoVolumeSource",
         fields: &[
@@ -1018,7 +1028,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(3, "directory", Str),
         ],
     },
-    // 102
+    // 103
     Message {
         name: "k8s.io.api.core.v1.GlusterfsPersistentVolumeSource",
         fields: &[
@@ -1028,7 +1038,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(4, "endpointsNamespace", Str),
         ],
     },
-    // 103
+    // 104
     Message {
         name: "k8s.io.api.core.v1.GlusterfsVolumeSource",
         fields: &[
@@ -1037,27 +1047,27 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(3, "readOnly", Bool),
         ],
     },
-    // 104
+    // 105
     Message {
         name: "k8s.io.api.core.v1.GrpcAction",
         fields: &[keep(1, "port", I32), keep(2, "service", Str)],
     },
-    // 105
+    // 106
     Message {
         name: "k8s.io.api.core.v1.HostAlias",
         fields: &[keep(1, "ip", Str), rep(2, "hostnames", Str)],
     },
-    // 106
+    // 107
     Message {
         name: "k8s.io.api.core.v1.HostIp",
         fields: &[keep(1, "ip", Str)],
     },
-    // 107
+    // 108
     Message {
         name: "k8s.io.api.core.v1.HostPathVolumeSource",
         fields: &[keep(1, "path", Str), keep(2, "type", Str)],
     },
-    // 108
+    // 109
     Message {
         name: "k8s.io.api.core.v1.HttpGetAction",
         fields: &[
@@ -1065,20 +1075,20 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "port", IntOrStr),
             one(3, "host", Str),
             one(4, "scheme", Str),
-            rep(5, "httpHeaders", Msg(109)),
+            rep(5, "httpHeaders", Msg(110)),
         ],
     },
-    // 109
+    // 110
     Message {
         name: "k8s.io.api.core.v1.HttpHeader",
         fields: &[keep(1, "name", Str), keep(2, "value", Str)],
     },
-    // 110
+    // 111
     Message {
         name: "k8s.io.api.core.v1.ImageVolumeSource",
         fields: &[one(1, "reference", Str), one(2, "pullPolicy", Str)],
     },
-    // 111
+    // 112
     Message {
         name: "k8s.io.api.core.v1.IscsiPersistentVolumeSource",
         fields: &[
@@ -1090,12 +1100,12 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "readOnly", Bool),
             rep(7, "portals", Str),
             one(8, "chapAuthDiscovery", Bool),
-            one(10, "secretRef", Msg(204)),
+            one(10, "secretRef", Msg(205)),
             one(11, "chapAuthSession", Bool),
             keep(12, "initiatorName", Str),
         ],
     },
-    // 112
+    // 113
     Message {
         name: "k8s.io.api.core.v1.IscsiVolumeSource",
         fields: &[
@@ -1107,12 +1117,12 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "readOnly", Bool),
             rep(7, "portals", Str),
             one(8, "chapAuthDiscovery", Bool),
-            one(10, "secretRef", Msg(122)),
+            one(10, "secretRef", Msg(123)),
             one(11, "chapAuthSession", Bool),
             keep(12, "initiatorName", Str),
         ],
     },
-    // 113
+    // 114
     Message {
         name: "k8s.io.api.core.v1.KeyToPath",
         fields: &[
@@ -1121,31 +1131,31 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "mode", I32),
         ],
     },
-    // 114
+    // 115
     Message {
         name: "k8s.io.api.core.v1.Lifecycle",
         fields: &[
-            one(1, "postStart", Msg(115)),
-            one(2, "preStop", Msg(115)),
+            one(1, "postStart", Msg(116)),
+            one(2, "preStop", Msg(116)),
             keep(3, "stopSignal", Str),
-        ],
-    },
-    // 115
-    Message {
-        name: "k8s.io.api.core.v1.LifecycleHandler",
-        fields: &[
-            one(1, "exec", Msg(95)),
-            one(2, "httpGet", Msg(108)),
-            one(3, "tcpSocket", Msg(219)),
-            one(4, "sleep", Msg(214)),
         ],
     },
     // 116
     Message {
-        name: "k8s.io.api.core.v1.LimitRange",
-        fields: &[one(1, "metadata", Msg(292)), one(2, "spec", Msg(118))],
+        name: "k8s.io.api.core.v1.LifecycleHandler",
+        fields: &[
+            one(1, "exec", Msg(96)),
+            one(2, "httpGet", Msg(109)),
+            one(3, "tcpSocket", Msg(220)),
+            one(4, "sleep", Msg(215)),
+        ],
     },
     // 117
+    Message {
+        name: "k8s.io.api.core.v1.LimitRange",
+        fields: &[one(1, "metadata", Msg(293)), one(2, "spec", Msg(119))],
+    },
+    // 118
     Message {
         name: "k8s.io.api.core.v1.LimitRangeItem",
         fields: &[
@@ -1157,12 +1167,12 @@ pub(super) static MESSAGES: [Message; 295] = [
             map(6, "maxLimitRequestRatio", Quantity),
         ],
     },
-    // 118
+    // 119
     Message {
         name: "k8s.io.api.core.v1.LimitRangeSpec",
-        fields: &[rep(1, "limits", Msg(117))],
+        fields: &[rep(1, "limits", Msg(118))],
     },
-    // 119
+    // 120
     Message {
         name: "k8s.io.api.core.v1.LinuxContainerUser",
         fields: &[
@@ -1171,32 +1181,32 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(3, "supplementalGroups", I64),
         ],
     },
-    // 120
+    // 121
     Message {
         name: "k8s.io.api.core.v1.LoadBalancerIngress",
         fields: &[
             one(1, "ip", Str),
             one(2, "hostname", Str),
             keep(3, "ipMode", Str),
-            rep(4, "ports", Msg(177)),
+            rep(4, "ports", Msg(178)),
         ],
     },
-    // 121
+    // 122
     Message {
         name: "k8s.io.api.core.v1.LoadBalancerStatus",
-        fields: &[rep(1, "ingress", Msg(120))],
+        fields: &[rep(1, "ingress", Msg(121))],
     },
-    // 122
+    // 123
     Message {
         name: "k8s.io.api.core.v1.LocalObjectReference",
         fields: &[keep(1, "name", Str)],
     },
-    // 123
+    // 124
     Message {
         name: "k8s.io.api.core.v1.LocalVolumeSource",
         fields: &[keep(1, "path", Str), keep(2, "fsType", Str)],
     },
-    // 124
+    // 125
     Message {
         name: "k8s.io.api.core.v1.ModifyVolumeStatus",
         fields: &[
@@ -1204,16 +1214,16 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "status", Str),
         ],
     },
-    // 125
+    // 126
     Message {
         name: "k8s.io.api.core.v1.Namespace",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(127)),
-            one(3, "status", Msg(128)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(128)),
+            one(3, "status", Msg(129)),
         ],
     },
-    // 126
+    // 127
     Message {
         name: "k8s.io.api.core.v1.NamespaceCondition",
         fields: &[
@@ -1224,17 +1234,17 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "message", Str),
         ],
     },
-    // 127
+    // 128
     Message {
         name: "k8s.io.api.core.v1.NamespaceSpec",
         fields: &[rep(1, "finalizers", Str)],
     },
-    // 128
+    // 129
     Message {
         name: "k8s.io.api.core.v1.NamespaceStatus",
-        fields: &[one(1, "phase", Str), rep(2, "conditions", Msg(126))],
+        fields: &[one(1, "phase", Str), rep(2, "conditions", Msg(127))],
     },
-    // 129
+    // 130
     Message {
         name: "k8s.io.api.core.v1.NfsVolumeSource",
         fields: &[
@@ -1243,37 +1253,37 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(3, "readOnly", Bool),
         ],
     },
-    // 130
+    // 131
     Message {
         name: "k8s.io.api.core.v1.Node",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(143)),
-            one(3, "status", Msg(144)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(144)),
+            one(3, "status", Msg(145)),
         ],
     },
-    // 131
+    // 132
     Message {
         name: "k8s.io.api.core.v1.NodeAddress",
         fields: &[keep(1, "type", Str), keep(2, "address", Str)],
     },
-    // 132
+    // 133
     Message {
         name: "k8s.io.api.core.v1.NodeAffinity",
         fields: &[
             one(
                 1,
                 "requiredDuringSchedulingIgnoredDuringExecution",
-                Msg(140),
+                Msg(141),
             ),
             rep(
                 2,
                 "preferredDuringSchedulingIgnoredDuringExecution",
-                Msg(179),
+                Msg(180),
             ),
         ],
     },
-    // 133
+    // 134
     Message {
         name: "k8s.io.api.core.v1.NodeCondition",
         fields: &[
@@ -1285,37 +1295,37 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "message", Str),
         ],
     },
-    // 134
-    Message {
-        name: "k8s.io.api.core.v1.NodeConfigSource",
-        fields: &[one(2, "configMap", Msg(64))],
-    },
     // 135
     Message {
-        name: "k8s.io.api.core.v1.NodeConfigStatus",
-        fields: &[
-            one(1, "assigned", Msg(134)),
-            one(2, "active", Msg(134)),
-            one(3, "lastKnownGood", Msg(134)),
-            one(4, "error", Str),
-        ],
+        name: "k8s.io.api.core.v1.NodeConfigSource",
+        fields: &[one(2, "configMap", Msg(65))],
     },
     // 136
     Message {
-        name: "k8s.io.api.core.v1.NodeDaemonEndpoints",
-        fields: &[one(1, "kubeletEndpoint", Msg(77))],
+        name: "k8s.io.api.core.v1.NodeConfigStatus",
+        fields: &[
+            one(1, "assigned", Msg(135)),
+            one(2, "active", Msg(135)),
+            one(3, "lastKnownGood", Msg(135)),
+            one(4, "error", Str),
+        ],
     },
     // 137
+    Message {
+        name: "k8s.io.api.core.v1.NodeDaemonEndpoints",
+        fields: &[one(1, "kubeletEndpoint", Msg(78))],
+    },
+    // 138
     Message {
         name: "k8s.io.api.core.v1.NodeFeatures",
         fields: &[keep(1, "supplementalGroupsPolicy", Bool)],
     },
-    // 138
+    // 139
     Message {
         name: "k8s.io.api.core.v1.NodeRuntimeHandler",
-        fields: &[one(1, "name", Str), one(2, "features", Msg(139))],
+        fields: &[one(1, "name", Str), one(2, "features", Msg(140))],
     },
-    // 139
+    // 140
     Message {
         name: "k8s.io.api.core.v1.NodeRuntimeHandlerFeatures",
         fields: &[
@@ -1323,12 +1333,12 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(2, "userNamespaces", Bool),
         ],
     },
-    // 140
+    // 141
     Message {
         name: "k8s.io.api.core.v1.NodeSelector",
-        fields: &[rep(1, "nodeSelectorTerms", Msg(142))],
+        fields: &[rep(1, "nodeSelectorTerms", Msg(143))],
     },
-    // 141
+    // 142
     Message {
         name: "k8s.io.api.core.v1.NodeSelectorRequirement",
         fields: &[
@@ -1337,15 +1347,15 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(3, "values", Str),
         ],
     },
-    // 142
+    // 143
     Message {
         name: "k8s.io.api.core.v1.NodeSelectorTerm",
         fields: &[
-            rep(1, "matchExpressions", Msg(141)),
-            rep(2, "matchFields", Msg(141)),
+            rep(1, "matchExpressions", Msg(142)),
+            rep(2, "matchFields", Msg(142)),
         ],
     },
-    // 143
+    // 144
     Message {
         name: "k8s.io.api.core.v1.NodeSpec",
         fields: &[
@@ -1353,36 +1363,36 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(2, "externalID", Str),
             one(3, "providerID", Str),
             one(4, "unschedulable", Bool),
-            rep(5, "taints", Msg(218)),
-            one(6, "configSource", Msg(134)),
+            rep(5, "taints", Msg(219)),
+            one(6, "configSource", Msg(135)),
             rep(7, "podCIDRs", Str),
         ],
     },
-    // 144
+    // 145
     Message {
         name: "k8s.io.api.core.v1.NodeStatus",
         fields: &[
             map(1, "capacity", Quantity),
             map(2, "allocatable", Quantity),
             one(3, "phase", Str),
-            rep(4, "conditions", Msg(133)),
-            rep(5, "addresses", Msg(131)),
-            one(6, "daemonEndpoints", Msg(136)),
-            one(7, "nodeInfo", Msg(146)),
-            rep(8, "images", Msg(68)),
+            rep(4, "conditions", Msg(134)),
+            rep(5, "addresses", Msg(132)),
+            one(6, "daemonEndpoints", Msg(137)),
+            one(7, "nodeInfo", Msg(147)),
+            rep(8, "images", Msg(69)),
             rep(9, "volumesInUse", Str),
-            rep(10, "volumesAttached", Msg(46)),
-            one(11, "config", Msg(135)),
-            rep(12, "runtimeHandlers", Msg(138)),
-            one(13, "features", Msg(137)),
+            rep(10, "volumesAttached", Msg(47)),
+            one(11, "config", Msg(136)),
+            rep(12, "runtimeHandlers", Msg(139)),
+            one(13, "features", Msg(138)),
         ],
     },
-    // 145
+    // 146
     Message {
         name: "k8s.io.api.core.v1.NodeSwapStatus",
         fields: &[keep(1, "capacity", I64)],
     },
-    // 146
+    // 147
     Message {
         name: "k8s.io.api.core.v1.NodeSystemInfo",
         fields: &[
@@ -1396,15 +1406,15 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(8, "kubeProxyVersion", Str),
             keep(9, "operatingSystem", Str),
             keep(10, "architecture", Str),
-            one(11, "swap", Msg(145)),
+            one(11, "swap", Msg(146)),
         ],
     },
-    // 147
+    // 148
     Message {
         name: "k8s.io.api.core.v1.ObjectFieldSelector",
         fields: &[one(1, "apiVersion", Str), keep(2, "fieldPath", Str)],
     },
-    // 148
+    // 149
     Message {
         name: "k8s.io.api.core.v1.ObjectReference",
         fields: &[
@@ -1417,25 +1427,25 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(7, "fieldPath", Str),
         ],
     },
-    // 149
+    // 150
     Message {
         name: "k8s.io.api.core.v1.PersistentVolume",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(157)),
-            one(3, "status", Msg(158)),
-        ],
-    },
-    // 150
-    Message {
-        name: "k8s.io.api.core.v1.PersistentVolumeClaim",
-        fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(152)),
-            one(3, "status", Msg(153)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(158)),
+            one(3, "status", Msg(159)),
         ],
     },
     // 151
+    Message {
+        name: "k8s.io.api.core.v1.PersistentVolumeClaim",
+        fields: &[
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(153)),
+            one(3, "status", Msg(154)),
+        ],
+    },
+    // 152
     Message {
         name: "k8s.io.api.core.v1.PersistentVolumeClaimCondition",
         fields: &[
@@ -1447,90 +1457,90 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "message", Str),
         ],
     },
-    // 152
+    // 153
     Message {
         name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec",
         fields: &[
             rep(1, "accessModes", Str),
-            one(2, "resources", Msg(232)),
+            one(2, "resources", Msg(233)),
             one(3, "volumeName", Str),
-            one(4, "selector", Msg(289)),
+            one(4, "selector", Msg(290)),
             keep(5, "storageClassName", Str),
             keep(6, "volumeMode", Str),
-            one(7, "dataSource", Msg(224)),
-            one(8, "dataSourceRef", Msg(225)),
+            one(7, "dataSource", Msg(225)),
+            one(8, "dataSourceRef", Msg(226)),
             keep(9, "volumeAttributesClassName", Str),
         ],
     },
-    // 153
+    // 154
     Message {
         name: "k8s.io.api.core.v1.PersistentVolumeClaimStatus",
         fields: &[
             one(1, "phase", Str),
             rep(2, "accessModes", Str),
             map(3, "capacity", Quantity),
-            rep(4, "conditions", Msg(151)),
+            rep(4, "conditions", Msg(152)),
             map(5, "allocatedResources", Quantity),
             map(7, "allocatedResourceStatuses", Str),
             keep(8, "currentVolumeAttributesClassName", Str),
-            one(9, "modifyVolumeStatus", Msg(124)),
+            one(9, "modifyVolumeStatus", Msg(125)),
         ],
     },
-    // 154
+    // 155
     Message {
         name: "k8s.io.api.core.v1.PersistentVolumeClaimTemplate",
-        fields: &[one(1, "metadata", Msg(292)), one(2, "spec", Msg(152))],
+        fields: &[one(1, "metadata", Msg(293)), one(2, "spec", Msg(153))],
     },
-    // 155
+    // 156
     Message {
         name: "k8s.io.api.core.v1.PersistentVolumeClaimVolumeSource",
         fields: &[keep(1, "claimName", Str), one(2, "readOnly", Bool)],
     },
-    // 156
+    // 157
     Message {
         name: "k8s.io.api.core.v1.PersistentVolumeSource",
         fields: &[
-            one(1, "gcePersistentDisk", Msg(100)),
-            one(2, "awsElasticBlockStore", Msg(47)),
-            one(3, "hostPath", Msg(107)),
-            one(4, "glusterfs", Msg(102)),
-            one(5, "nfs", Msg(129)),
-            one(6, "rbd", Msg(184)),
-            one(7, "iscsi", Msg(111)),
-            one(8, "cinder", Msg(57)),
-            one(9, "cephfs", Msg(55)),
-            one(10, "fc", Msg(96)),
-            one(11, "flocker", Msg(99)),
-            one(12, "flexVolume", Msg(97)),
-            one(13, "azureFile", Msg(49)),
-            one(14, "vsphereVolume", Msg(234)),
-            one(15, "quobyte", Msg(183)),
-            one(16, "azureDisk", Msg(48)),
-            one(17, "photonPersistentDisk", Msg(159)),
-            one(18, "portworxVolume", Msg(178)),
-            one(19, "scaleIO", Msg(194)),
-            one(20, "local", Msg(123)),
-            one(21, "storageos", Msg(215)),
-            one(22, "csi", Msg(52)),
+            one(1, "gcePersistentDisk", Msg(101)),
+            one(2, "awsElasticBlockStore", Msg(48)),
+            one(3, "hostPath", Msg(108)),
+            one(4, "glusterfs", Msg(103)),
+            one(5, "nfs", Msg(130)),
+            one(6, "rbd", Msg(185)),
+            one(7, "iscsi", Msg(112)),
+            one(8, "cinder", Msg(58)),
+            one(9, "cephfs", Msg(56)),
+            one(10, "fc", Msg(97)),
+            one(11, "flocker", Msg(100)),
+            one(12, "flexVolume", Msg(98)),
+            one(13, "azureFile", Msg(50)),
+            one(14, "vsphereVolume", Msg(235)),
+            one(15, "quobyte", Msg(184)),
+            one(16, "azureDisk", Msg(49)),
+            one(17, "photonPersistentDisk", Msg(160)),
+            one(18, "portworxVolume", Msg(179)),
+            one(19, "scaleIO", Msg(195)),
+            one(20, "local", Msg(124)),
+            one(21, "storageos", Msg(216)),
+            one(22, "csi", Msg(53)),
         ],
     },
-    // 157
+    // 158
     Message {
         name: "k8s.io.api.core.v1.PersistentVolumeSpec",
         fields: &[
             map(1, "capacity", Quantity),
-            inline(2, Msg(156)),
+            inline(2, Msg(157)),
             rep(3, "accessModes", Str),
-            one(4, "claimRef", Msg(148)),
+            one(4, "claimRef", Msg(149)),
             one(5, "persistentVolumeReclaimPolicy", Str),
             one(6, "storageClassName", Str),
             rep(7, "mountOptions", Str),
             keep(8, "volumeMode", Str),
-            one(9, "nodeAffinity", Msg(230)),
+            one(9, "nodeAffinity", Msg(231)),
             keep(10, "volumeAttributesClassName", Str),
         ],
     },
-    // 158
+    // 159
     Message {
         name: "k8s.io.api.core.v1.PersistentVolumeStatus",
         fields: &[
@@ -1540,65 +1550,65 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "lastPhaseTransitionTime", Time),
         ],
     },
-    // 159
+    // 160
     Message {
         name: "k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource",
         fields: &[keep(1, "pdID", Str), one(2, "fsType", Str)],
     },
-    // 160
+    // 161
     Message {
         name: "k8s.io.api.core.v1.Pod",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(174)),
-            one(3, "status", Msg(175)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(175)),
+            one(3, "status", Msg(176)),
         ],
     },
-    // 161
+    // 162
     Message {
         name: "k8s.io.api.core.v1.PodAffinity",
         fields: &[
             rep(
                 1,
                 "requiredDuringSchedulingIgnoredDuringExecution",
-                Msg(162),
+                Msg(163),
             ),
             rep(
                 2,
                 "preferredDuringSchedulingIgnoredDuringExecution",
-                Msg(235),
+                Msg(236),
             ),
         ],
     },
-    // 162
+    // 163
     Message {
         name: "k8s.io.api.core.v1.PodAffinityTerm",
         fields: &[
-            one(1, "labelSelector", Msg(289)),
+            one(1, "labelSelector", Msg(290)),
             rep(2, "namespaces", Str),
             keep(3, "topologyKey", Str),
-            one(4, "namespaceSelector", Msg(289)),
+            one(4, "namespaceSelector", Msg(290)),
             rep(5, "matchLabelKeys", Str),
             rep(6, "mismatchLabelKeys", Str),
         ],
     },
-    // 163
+    // 164
     Message {
         name: "k8s.io.api.core.v1.PodAntiAffinity",
         fields: &[
             rep(
                 1,
                 "requiredDuringSchedulingIgnoredDuringExecution",
-                Msg(162),
+                Msg(163),
             ),
             rep(
                 2,
                 "preferredDuringSchedulingIgnoredDuringExecution",
-                Msg(235),
+                Msg(236),
             ),
         ],
     },
-    // 164
+    // 165
     Message {
         name: "k8s.io.api.core.v1.PodCondition",
         fields: &[
@@ -1611,36 +1621,36 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(7, "observedGeneration", I64),
         ],
     },
-    // 165
+    // 166
     Message {
         name: "k8s.io.api.core.v1.PodDnsConfig",
         fields: &[
             rep(1, "nameservers", Str),
             rep(2, "searches", Str),
-            rep(3, "options", Msg(166)),
+            rep(3, "options", Msg(167)),
         ],
     },
-    // 166
+    // 167
     Message {
         name: "k8s.io.api.core.v1.PodDnsConfigOption",
         fields: &[one(1, "name", Str), keep(2, "value", Str)],
     },
-    // 167
+    // 168
     Message {
         name: "k8s.io.api.core.v1.PodIp",
         fields: &[keep(1, "ip", Str)],
     },
-    // 168
+    // 169
     Message {
         name: "k8s.io.api.core.v1.PodOs",
         fields: &[keep(1, "name", Str)],
     },
-    // 169
+    // 170
     Message {
         name: "k8s.io.api.core.v1.PodReadinessGate",
         fields: &[keep(1, "conditionType", Str)],
     },
-    // 170
+    // 171
     Message {
         name: "k8s.io.api.core.v1.PodResourceClaim",
         fields: &[
@@ -1649,41 +1659,41 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(4, "resourceClaimTemplateName", Str),
         ],
     },
-    // 171
+    // 172
     Message {
         name: "k8s.io.api.core.v1.PodResourceClaimStatus",
         fields: &[keep(1, "name", Str), keep(2, "resourceClaimName", Str)],
     },
-    // 172
+    // 173
     Message {
         name: "k8s.io.api.core.v1.PodSchedulingGate",
         fields: &[keep(1, "name", Str)],
     },
-    // 173
+    // 174
     Message {
         name: "k8s.io.api.core.v1.PodSecurityContext",
         fields: &[
-            one(1, "seLinuxOptions", Msg(198)),
+            one(1, "seLinuxOptions", Msg(199)),
             keep(2, "runAsUser", I64),
             keep(3, "runAsNonRoot", Bool),
             rep(4, "supplementalGroups", I64),
             keep(5, "fsGroup", I64),
             keep(6, "runAsGroup", I64),
-            rep(7, "sysctls", Msg(217)),
-            one(8, "windowsOptions", Msg(236)),
+            rep(7, "sysctls", Msg(218)),
+            one(8, "windowsOptions", Msg(237)),
             keep(9, "fsGroupChangePolicy", Str),
-            one(10, "seccompProfile", Msg(199)),
-            one(11, "appArmorProfile", Msg(45)),
+            one(10, "seccompProfile", Msg(200)),
+            one(11, "appArmorProfile", Msg(46)),
             keep(12, "supplementalGroupsPolicy", Str),
             keep(13, "seLinuxChangePolicy", Str),
         ],
     },
-    // 174
+    // 175
     Message {
         name: "k8s.io.api.core.v1.PodSpec",
         fields: &[
-            rep(1, "volumes", Msg(226)),
-            rep(2, "containers", Msg(67)),
+            rep(1, "volumes", Msg(227)),
+            rep(2, "containers", Msg(68)),
             one(3, "restartPolicy", Str),
             keep(4, "terminationGracePeriodSeconds", I64),
             keep(5, "activeDeadlineSeconds", I64),
@@ -1695,64 +1705,64 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(11, "hostNetwork", Bool),
             one(12, "hostPID", Bool),
             one(13, "hostIPC", Bool),
-            one(14, "securityContext", Msg(173)),
-            rep(15, "imagePullSecrets", Msg(122)),
+            one(14, "securityContext", Msg(174)),
+            rep(15, "imagePullSecrets", Msg(123)),
             one(16, "hostname", Str),
             one(17, "subdomain", Str),
-            one(18, "affinity", Msg(44)),
+            one(18, "affinity", Msg(45)),
             one(19, "schedulerName", Str),
-            rep(20, "initContainers", Msg(67)),
+            rep(20, "initContainers", Msg(68)),
             keep(21, "automountServiceAccountToken", Bool),
-            rep(22, "tolerations", Msg(220)),
-            rep(23, "hostAliases", Msg(105)),
+            rep(22, "tolerations", Msg(221)),
+            rep(23, "hostAliases", Msg(106)),
             one(24, "priorityClassName", Str),
             keep(25, "priority", I32),
-            one(26, "dnsConfig", Msg(165)),
+            one(26, "dnsConfig", Msg(166)),
             keep(27, "shareProcessNamespace", Bool),
-            rep(28, "readinessGates", Msg(169)),
+            rep(28, "readinessGates", Msg(170)),
             keep(29, "runtimeClassName", Str),
             keep(30, "enableServiceLinks", Bool),
             keep(31, "preemptionPolicy", Str),
             map(32, "overhead", Quantity),
-            rep(33, "topologySpreadConstraints", Msg(223)),
-            rep(34, "ephemeralContainers", Msg(89)),
+            rep(33, "topologySpreadConstraints", Msg(224)),
+            rep(34, "ephemeralContainers", Msg(90)),
             keep(35, "setHostnameAsFQDN", Bool),
-            one(36, "os", Msg(168)),
+            one(36, "os", Msg(169)),
             keep(37, "hostUsers", Bool),
-            rep(38, "schedulingGates", Msg(172)),
-            rep(39, "resourceClaims", Msg(170)),
-            one(40, "resources", Msg(192)),
+            rep(38, "schedulingGates", Msg(173)),
+            rep(39, "resourceClaims", Msg(171)),
+            one(40, "resources", Msg(193)),
         ],
     },
-    // 175
+    // 176
     Message {
         name: "k8s.io.api.core.v1.PodStatus",
         fields: &[
             one(1, "phase", Str),
-            rep(2, "conditions", Msg(164)),
+            rep(2, "conditions", Msg(165)),
             one(3, "message", Str),
             one(4, "reason", Str),
             one(5, "hostIP", Str),
             one(6, "podIP", Str),
             one(7, "startTime", Time),
-            rep(8, "containerStatuses", Msg(75)),
+            rep(8, "containerStatuses", Msg(76)),
             one(9, "qosClass", Str),
-            rep(10, "initContainerStatuses", Msg(75)),
+            rep(10, "initContainerStatuses", Msg(76)),
             one(11, "nominatedNodeName", Str),
-            rep(12, "podIPs", Msg(167)),
-            rep(13, "ephemeralContainerStatuses", Msg(75)),
+            rep(12, "podIPs", Msg(168)),
+            rep(13, "ephemeralContainerStatuses", Msg(76)),
             one(14, "resize", Str),
-            rep(15, "resourceClaimStatuses", Msg(171)),
-            rep(16, "hostIPs", Msg(106)),
+            rep(15, "resourceClaimStatuses", Msg(172)),
+            rep(16, "hostIPs", Msg(107)),
             one(17, "observedGeneration", I64),
         ],
     },
-    // 176
+    // 177
     Message {
         name: "k8s.io.api.core.v1.PodTemplateSpec",
-        fields: &[one(1, "metadata", Msg(292)), one(2, "spec", Msg(174))],
+        fields: &[one(1, "metadata", Msg(293)), one(2, "spec", Msg(175))],
     },
-    // 177
+    // 178
     Message {
         name: "k8s.io.api.core.v1.PortStatus",
         fields: &[
@@ -1761,7 +1771,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "error", Str),
         ],
     },
-    // 178
+    // 179
     Message {
         name: "k8s.io.api.core.v1.PortworxVolumeSource",
         fields: &[
@@ -1770,16 +1780,16 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(3, "readOnly", Bool),
         ],
     },
-    // 179
+    // 180
     Message {
         name: "k8s.io.api.core.v1.PreferredSchedulingTerm",
-        fields: &[keep(1, "weight", I32), one(2, "preference", Msg(142))],
+        fields: &[keep(1, "weight", I32), one(2, "preference", Msg(143))],
     },
-    // 180
+    // 181
     Message {
         name: "k8s.io.api.core.v1.Probe",
         fields: &[
-            inline(1, Msg(181)),
+            inline(1, Msg(182)),
             one(2, "initialDelaySeconds", I32),
             one(3, "timeoutSeconds", I32),
             one(4, "periodSeconds", I32),
@@ -1788,22 +1798,22 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(7, "terminationGracePeriodSeconds", I64),
         ],
     },
-    // 181
+    // 182
     Message {
         name: "k8s.io.api.core.v1.ProbeHandler",
         fields: &[
-            one(1, "exec", Msg(95)),
-            one(2, "httpGet", Msg(108)),
-            one(3, "tcpSocket", Msg(219)),
-            one(4, "grpc", Msg(104)),
+            one(1, "exec", Msg(96)),
+            one(2, "httpGet", Msg(109)),
+            one(3, "tcpSocket", Msg(220)),
+            one(4, "grpc", Msg(105)),
         ],
     },
-    // 182
+    // 183
     Message {
         name: "k8s.io.api.core.v1.ProjectedVolumeSource",
-        fields: &[rep(1, "sources", Msg(231)), keep(2, "defaultMode", I32)],
+        fields: &[rep(1, "sources", Msg(232)), keep(2, "defaultMode", I32)],
     },
-    // 183
+    // 184
     Message {
         name: "k8s.io.api.core.v1.QuobyteVolumeSource",
         fields: &[
@@ -1815,7 +1825,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(6, "tenant", Str),
         ],
     },
-    // 184
+    // 185
     Message {
         name: "k8s.io.api.core.v1.RbdPersistentVolumeSource",
         fields: &[
@@ -1825,11 +1835,11 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "pool", Str),
             one(5, "user", Str),
             one(6, "keyring", Str),
-            one(7, "secretRef", Msg(204)),
+            one(7, "secretRef", Msg(205)),
             one(8, "readOnly", Bool),
         ],
     },
-    // 185
+    // 186
     Message {
         name: "k8s.io.api.core.v1.RbdVolumeSource",
         fields: &[
@@ -1839,16 +1849,16 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "pool", Str),
             one(5, "user", Str),
             one(6, "keyring", Str),
-            one(7, "secretRef", Msg(122)),
+            one(7, "secretRef", Msg(123)),
             one(8, "readOnly", Bool),
         ],
     },
-    // 186
+    // 187
     Message {
         name: "k8s.io.api.core.v1.ResourceClaim",
         fields: &[keep(1, "name", Str), one(2, "request", Str)],
     },
-    // 187
+    // 188
     Message {
         name: "k8s.io.api.core.v1.ResourceFieldSelector",
         fields: &[
@@ -1857,71 +1867,55 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(3, "divisor", Quantity),
         ],
     },
-    // 188
+    // 189
     Message {
         name: "k8s.io.api.core.v1.ResourceHealth",
         fields: &[keep(1, "resourceID", Str), one(2, "health", Str)],
     },
-    // 189
+    // 190
     Message {
         name: "k8s.io.api.core.v1.ResourceQuota",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(190)),
-            one(3, "status", Msg(191)),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(191)),
+            one(3, "status", Msg(192)),
         ],
     },
-    // 190
+    // 191
     Message {
         name: "k8s.io.api.core.v1.ResourceQuotaSpec",
         fields: &[
             map(1, "hard", Quantity),
             rep(2, "scopes", Str),
-            one(3, "scopeSelector", Msg(196)),
+            one(3, "scopeSelector", Msg(197)),
         ],
     },
-    // 191
+    // 192
     Message {
         name: "k8s.io.api.core.v1.ResourceQuotaStatus",
         fields: &[map(1, "hard", Quantity), map(2, "used", Quantity)],
     },
-    // 192
+    // 193
     Message {
         name: "k8s.io.api.core.v1.ResourceRequirements",
         fields: &[
             map(1, "limits", Quantity),
             map(2, "requests", Quantity),
-            rep(3, "claims", Msg(186)),
+            rep(3, "claims", Msg(187)),
         ],
     },
-    // 193
+    // 194
     Message {
         name: "k8s.io.api.core.v1.ResourceStatus",
-        fields: &[keep(1, "name", Str), rep(2, "resources", Msg(188))],
+        fields: &[keep(1, "name", Str), rep(2, "resources", Msg(189))],
     },
-    // 194
+    // 195
     Message {
         name: "k8s.io.api.core.v1.ScaleIoPersistentVolumeSource",
         fields: &[
             keep(1, "gateway", Str),
             keep(2, "system", Str),
-            one(3, "secretRef", Msg(204)),
-            one(4, "sslEnabled", Bool),
-            one(5, "protectionDomain", Str),
-            one(6, "storagePool", Str),
-            one(7, "storageMode", Str),
-            one(8, "volumeName", Str),
-            one(9, "fsType", Str),
-            one(10, "readOnly", Bool),
-        ],
-    },
-    // 195
-    Message {
-        name: "k8s.io.api.core.v1.ScaleIoVolumeSource",
-        fields: &[
-            keep(1, "gateway", Str),
-            keep(2, "system", Str),
-            one(3, "secretRef", Msg(122)),
+            one(3, "secretRef", Msg(205)),
             one(4, "sslEnabled", Bool),
             one(5, "protectionDomain", Str),
             one(6, "storagePool", Str),
@@ -1933,10 +1927,26 @@ pub(super) static MESSAGES: [Message; 295] = [
     },
     // 196
     Message {
-        name: "k8s.io.api.core.v1.ScopeSelector",
-        fields: &[rep(1, "matchExpressions", Msg(197))],
+        name: "k8s.io.api.core.v1.ScaleIoVolumeSource",
+        fields: &[
+            keep(1, "gateway", Str),
+            keep(2, "system", Str),
+            one(3, "secretRef", Msg(123)),
+            one(4, "sslEnabled", Bool),
+            one(5, "protectionDomain", Str),
+            one(6, "storagePool", Str),
+            one(7, "storageMode", Str),
+            one(8, "volumeName", Str),
+            one(9, "fsType", Str),
+            one(10, "readOnly", Bool),
+        ],
     },
     // 197
+    Message {
+        name: "k8s.io.api.core.v1.ScopeSelector",
+        fields: &[rep(1, "matchExpressions", Msg(198))],
+    },
+    // 198
     Message {
         name: "k8s.io.api.core.v1.ScopedResourceSelectorRequirement",
         fields: &[
@@ -1945,7 +1955,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(3, "values", Str),
         ],
     },
-    // 198
+    // 199
     Message {
         name: "k8s.io.api.core.v1.SeLinuxOptions",
         fields: &[
@@ -1955,98 +1965,98 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "level", Str),
         ],
     },
-    // 199
+    // 200
     Message {
         name: "k8s.io.api.core.v1.SeccompProfile",
         fields: &[keep(1, "type", Str), keep(2, "localhostProfile", Str)],
     },
-    // 200
+    // 201
     Message {
         name: "k8s.io.api.core.v1.Secret",
         fields: &[
-            one(1, "metadata", Msg(292)),
+            one(1, "metadata", Msg(293)),
             map(2, "data", Bytes),
             one(3, "type", Str),
             map(4, "stringData", Str),
             keep(5, "immutable", Bool),
         ],
     },
-    // 201
+    // 202
     Message {
         name: "k8s.io.api.core.v1.SecretEnvSource",
-        fields: &[inline(1, Msg(122)), keep(2, "optional", Bool)],
+        fields: &[inline(1, Msg(123)), keep(2, "optional", Bool)],
     },
-    // 202
+    // 203
     Message {
         name: "k8s.io.api.core.v1.SecretKeySelector",
         fields: &[
-            inline(1, Msg(122)),
+            inline(1, Msg(123)),
             keep(2, "key", Str),
             keep(3, "optional", Bool),
         ],
     },
-    // 203
+    // 204
     Message {
         name: "k8s.io.api.core.v1.SecretProjection",
         fields: &[
-            inline(1, Msg(122)),
-            rep(2, "items", Msg(113)),
+            inline(1, Msg(123)),
+            rep(2, "items", Msg(114)),
             keep(4, "optional", Bool),
         ],
     },
-    // 204
+    // 205
     Message {
         name: "k8s.io.api.core.v1.SecretReference",
         fields: &[one(1, "name", Str), one(2, "namespace", Str)],
     },
-    // 205
+    // 206
     Message {
         name: "k8s.io.api.core.v1.SecretVolumeSource",
         fields: &[
             one(1, "secretName", Str),
-            rep(2, "items", Msg(113)),
+            rep(2, "items", Msg(114)),
             keep(3, "defaultMode", I32),
             keep(4, "optional", Bool),
         ],
     },
-    // 206
+    // 207
     Message {
         name: "k8s.io.api.core.v1.SecurityContext",
         fields: &[
-            one(1, "capabilities", Msg(54)),
+            one(1, "capabilities", Msg(55)),
             keep(2, "privileged", Bool),
-            one(3, "seLinuxOptions", Msg(198)),
+            one(3, "seLinuxOptions", Msg(199)),
             keep(4, "runAsUser", I64),
             keep(5, "runAsNonRoot", Bool),
             keep(6, "readOnlyRootFilesystem", Bool),
             keep(7, "allowPrivilegeEscalation", Bool),
             keep(8, "runAsGroup", I64),
             keep(9, "procMount", Str),
-            one(10, "windowsOptions", Msg(236)),
-            one(11, "seccompProfile", Msg(199)),
-            one(12, "appArmorProfile", Msg(45)),
-        ],
-    },
-    // 207
-    Message {
-        name: "k8s.io.api.core.v1.Service",
-        fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(211)),
-            one(3, "status", Msg(212)),
+            one(10, "windowsOptions", Msg(237)),
+            one(11, "seccompProfile", Msg(200)),
+            one(12, "appArmorProfile", Msg(46)),
         ],
     },
     // 208
     Message {
-        name: "k8s.io.api.core.v1.ServiceAccount",
+        name: "k8s.io.api.core.v1.Service",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            rep(2, "secrets", Msg(148)),
-            rep(3, "imagePullSecrets", Msg(122)),
-            keep(4, "automountServiceAccountToken", Bool),
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(212)),
+            one(3, "status", Msg(213)),
         ],
     },
     // 209
+    Message {
+        name: "k8s.io.api.core.v1.ServiceAccount",
+        fields: &[
+            one(1, "metadata", Msg(293)),
+            rep(2, "secrets", Msg(149)),
+            rep(3, "imagePullSecrets", Msg(123)),
+            keep(4, "automountServiceAccountToken", Bool),
+        ],
+    },
+    // 210
     Message {
         name: "k8s.io.api.core.v1.ServiceAccountTokenProjection",
         fields: &[
@@ -2055,7 +2065,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "path", Str),
         ],
     },
-    // 210
+    // 211
     Message {
         name: "k8s.io.api.core.v1.ServicePort",
         fields: &[
@@ -2067,11 +2077,11 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(6, "appProtocol", Str),
         ],
     },
-    // 211
+    // 212
     Message {
         name: "k8s.io.api.core.v1.ServiceSpec",
         fields: &[
-            rep(1, "ports", Msg(210)),
+            rep(1, "ports", Msg(211)),
             map(2, "selector", Str),
             one(3, "clusterIP", Str),
             one(4, "type", Str),
@@ -2083,7 +2093,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(11, "externalTrafficPolicy", Str),
             one(12, "healthCheckNodePort", I32),
             one(13, "publishNotReadyAddresses", Bool),
-            one(14, "sessionAffinityConfig", Msg(213)),
+            one(14, "sessionAffinityConfig", Msg(214)),
             keep(17, "ipFamilyPolicy", Str),
             rep(18, "clusterIPs", Str),
             rep(19, "ipFamilies", Str),
@@ -2093,25 +2103,25 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(23, "trafficDistribution", Str),
         ],
     },
-    // 212
+    // 213
     Message {
         name: "k8s.io.api.core.v1.ServiceStatus",
         fields: &[
-            one(1, "loadBalancer", Msg(121)),
-            rep(2, "conditions", Msg(287)),
+            one(1, "loadBalancer", Msg(122)),
+            rep(2, "conditions", Msg(288)),
         ],
     },
-    // 213
+    // 214
     Message {
         name: "k8s.io.api.core.v1.SessionAffinityConfig",
-        fields: &[one(1, "clientIP", Msg(59))],
+        fields: &[one(1, "clientIP", Msg(60))],
     },
-    // 214
+    // 215
     Message {
         name: "k8s.io.api.core.v1.SleepAction",
         fields: &[keep(1, "seconds", I64)],
     },
-    // 215
+    // 216
     Message {
         name: "k8s.io.api.core.v1.StorageOsPersistentVolumeSource",
         fields: &[
@@ -2119,10 +2129,10 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(2, "volumeNamespace", Str),
             one(3, "fsType", Str),
             one(4, "readOnly", Bool),
-            one(5, "secretRef", Msg(148)),
+            one(5, "secretRef", Msg(149)),
         ],
     },
-    // 216
+    // 217
     Message {
         name: "k8s.io.api.core.v1.StorageOsVolumeSource",
         fields: &[
@@ -2130,15 +2140,15 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(2, "volumeNamespace", Str),
             one(3, "fsType", Str),
             one(4, "readOnly", Bool),
-            one(5, "secretRef", Msg(122)),
+            one(5, "secretRef", Msg(123)),
         ],
     },
-    // 217
+    // 218
     Message {
         name: "k8s.io.api.core.v1.Sysctl",
         fields: &[keep(1, "name", Str), keep(2, "value", Str)],
     },
-    // 218
+    // 219
     Message {
         name: "k8s.io.api.core.v1.Taint",
         fields: &[
@@ -2148,12 +2158,12 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "timeAdded", Time),
         ],
     },
-    // 219
+    // 220
     Message {
         name: "k8s.io.api.core.v1.TcpSocketAction",
         fields: &[keep(1, "port", IntOrStr), one(2, "host", Str)],
     },
-    // 220
+    // 221
     Message {
         name: "k8s.io.api.core.v1.Toleration",
         fields: &[
@@ -2164,31 +2174,31 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(5, "tolerationSeconds", I64),
         ],
     },
-    // 221
+    // 222
     Message {
         name: "k8s.io.api.core.v1.TopologySelectorLabelRequirement",
         fields: &[keep(1, "key", Str), rep(2, "values", Str)],
     },
-    // 222
+    // 223
     Message {
         name: "k8s.io.api.core.v1.TopologySelectorTerm",
-        fields: &[rep(1, "matchLabelExpressions", Msg(221))],
+        fields: &[rep(1, "matchLabelExpressions", Msg(222))],
     },
-    // 223
+    // 224
     Message {
         name: "k8s.io.api.core.v1.TopologySpreadConstraint",
         fields: &[
             keep(1, "maxSkew", I32),
             keep(2, "topologyKey", Str),
             keep(3, "whenUnsatisfiable", Str),
-            one(4, "labelSelector", Msg(289)),
+            one(4, "labelSelector", Msg(290)),
             keep(5, "minDomains", I32),
             keep(6, "nodeAffinityPolicy", Str),
             keep(7, "nodeTaintsPolicy", Str),
             rep(8, "matchLabelKeys", Str),
         ],
     },
-    // 224
+    // 225
     Message {
         name: "k8s.io.api.core.v1.TypedLocalObjectReference",
         fields: &[
@@ -2197,7 +2207,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "name", Str),
         ],
     },
-    // 225
+    // 226
     Message {
         name: "k8s.io.api.core.v1.TypedObjectReference",
         fields: &[
@@ -2207,17 +2217,17 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(4, "namespace", Str),
         ],
     },
-    // 226
+    // 227
     Message {
         name: "k8s.io.api.core.v1.Volume",
-        fields: &[keep(1, "name", Str), inline(2, Msg(233))],
+        fields: &[keep(1, "name", Str), inline(2, Msg(234))],
     },
-    // 227
+    // 228
     Message {
         name: "k8s.io.api.core.v1.VolumeDevice",
         fields: &[keep(1, "name", Str), keep(2, "devicePath", Str)],
     },
-    // 228
+    // 229
     Message {
         name: "k8s.io.api.core.v1.VolumeMount",
         fields: &[
@@ -2230,7 +2240,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(7, "recursiveReadOnly", Str),
         ],
     },
-    // 229
+    // 230
     Message {
         name: "k8s.io.api.core.v1.VolumeMountStatus",
         fields: &[
@@ -2240,64 +2250,64 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(4, "recursiveReadOnly", Str),
         ],
     },
-    // 230
+    // 231
     Message {
         name: "k8s.io.api.core.v1.VolumeNodeAffinity",
-        fields: &[one(1, "required", Msg(140))],
+        fields: &[one(1, "required", Msg(141))],
     },
-    // 231
+    // 232
     Message {
         name: "k8s.io.api.core.v1.VolumeProjection",
         fields: &[
-            one(1, "secret", Msg(203)),
-            one(2, "downwardAPI", Msg(78)),
-            one(3, "configMap", Msg(65)),
-            one(4, "serviceAccountToken", Msg(209)),
-            one(5, "clusterTrustBundle", Msg(60)),
+            one(1, "secret", Msg(204)),
+            one(2, "downwardAPI", Msg(79)),
+            one(3, "configMap", Msg(66)),
+            one(4, "serviceAccountToken", Msg(210)),
+            one(5, "clusterTrustBundle", Msg(61)),
         ],
     },
-    // 232
+    // 233
     Message {
         name: "k8s.io.api.core.v1.VolumeResourceRequirements",
         fields: &[map(1, "limits", Quantity), map(2, "requests", Quantity)],
     },
-    // 233
+    // 234
     Message {
         name: "k8s.io.api.core.v1.VolumeSource",
         fields: &[
-            one(1, "hostPath", Msg(107)),
-            one(2, "emptyDir", Msg(81)),
-            one(3, "gcePersistentDisk", Msg(100)),
-            one(4, "awsElasticBlockStore", Msg(47)),
-            one(5, "gitRepo", Msg(101)),
-            one(6, "secret", Msg(205)),
-            one(7, "nfs", Msg(129)),
-            one(8, "iscsi", Msg(112)),
-            one(9, "glusterfs", Msg(103)),
-            one(10, "persistentVolumeClaim", Msg(155)),
-            one(11, "rbd", Msg(185)),
-            one(12, "flexVolume", Msg(98)),
-            one(13, "cinder", Msg(58)),
-            one(14, "cephfs", Msg(56)),
-            one(15, "flocker", Msg(99)),
-            one(16, "downwardAPI", Msg(80)),
-            one(17, "fc", Msg(96)),
-            one(18, "azureFile", Msg(50)),
-            one(19, "configMap", Msg(66)),
-            one(20, "vsphereVolume", Msg(234)),
-            one(21, "quobyte", Msg(183)),
-            one(22, "azureDisk", Msg(48)),
-            one(23, "photonPersistentDisk", Msg(159)),
-            one(24, "portworxVolume", Msg(178)),
-            one(25, "scaleIO", Msg(195)),
-            one(26, "projected", Msg(182)),
-            one(27, "storageos", Msg(216)),
-            one(28, "csi", Msg(53)),
-            one(29, "ephemeral", Msg(91)),
-            one(30, "image", Msg(110)),
+            one(1, "hostPath", Msg(108)),
+            one(2, "emptyDir", Msg(82)),
+            one(3, "gcePersistentDisk", Msg(101)),
+            one(4, "awsElasticBlockStore", Msg(48)),
+            one(5, "gitRepo", Msg(102)),
+            one(6, "secret", Msg(206)),
+            one(7, "nfs", Msg(130)),
+            one(8, "iscsi", Msg(113)),
+            one(9, "glusterfs", Msg(104)),
+            one(10, "persistentVolumeClaim", Msg(156)),
+            one(11, "rbd", Msg(186)),
+            one(12, "flexVolume", Msg(99)),
+            one(13, "cinder", Msg(59)),
+            one(14, "cephfs", Msg(57)),
+            one(15, "flocker", Msg(100)),
+            one(16, "downwardAPI", Msg(81)),
+            one(17, "fc", Msg(97)),
+            one(18, "azureFile", Msg(51)),
+            one(19, "configMap", Msg(67)),
+            one(20, "vsphereVolume", Msg(235)),
+            one(21, "quobyte", Msg(184)),
+            one(22, "azureDisk", Msg(49)),
+            one(23, "photonPersistentDisk", Msg(160)),
+            one(24, "portworxVolume", Msg(179)),
+            one(25, "scaleIO", Msg(196)),
+            one(26, "projected", Msg(183)),
+            one(27, "storageos", Msg(217)),
+            one(28, "csi", Msg(54)),
+            one(29, "ephemeral", Msg(92)),
+            one(30, "image", Msg(111)),
         ],
     },
-    // 234
+    // 235
     Message {
         name: "k8s.io.api.core.v1.VsphereVirtualDiskVolumeSource",
         fields: &[
@@ -2307,12 +2317,12 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "storagePolicyID", Str),
         ],
     },
-    // 235
+    // 236
     Message {
         name: "k8s.io.api.core.v1.WeightedPodAffinityTerm",
-        fields: &[keep(1, "weight", I32), one(2, "podAffinityTerm", Msg(162))],
+        fields: &[keep(1, "weight", I32), one(2, "podAffinityTerm", Msg(163))],
     },
-    // 236
+    // 237
     Message {
         name: "k8s.io.api.core.v1.WindowsSecurityContextOptions",
         fields: &[
@@ -2322,21 +2332,21 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(4, "hostProcess", Bool),
         ],
     },
-    // 237
+    // 238
     Message {
         name: "k8s.io.api.discovery.v1.Endpoint",
         fields: &[
             rep(1, "addresses", Str),
-            one(2, "conditions", Msg(238)),
+            one(2, "conditions", Msg(239)),
             keep(3, "hostname", Str),
-            one(4, "targetRef", Msg(148)),
+            one(4, "targetRef", Msg(149)),
             map(5, "deprecatedTopology", Str),
             keep(6, "nodeName", Str),
             keep(7, "zone", Str),
-            one(8, "hints", Msg(239)),
+            one(8, "hints", Msg(240)),
         ],
     },
-    // 238
+    // 239
     Message {
         name: "k8s.io.api.discovery.v1.EndpointConditions",
         fields: &[
@@ -2345,12 +2355,12 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "terminating", Bool),
         ],
     },
-    // 239
+    // 240
     Message {
         name: "k8s.io.api.discovery.v1.EndpointHints",
-        fields: &[rep(1, "forZones", Msg(243)), rep(2, "forNodes", Msg(242))],
+        fields: &[rep(1, "forZones", Msg(244)), rep(2, "forNodes", Msg(243))],
     },
-    // 240
+    // 241
     Message {
         name: "k8s.io.api.discovery.v1.EndpointPort",
         fields: &[
@@ -2360,86 +2370,86 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(4, "appProtocol", Str),
         ],
     },
-    // 241
+    // 242
     Message {
         name: "k8s.io.api.discovery.v1.EndpointSlice",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            rep(2, "endpoints", Msg(237)),
-            rep(3, "ports", Msg(240)),
+            one(1, "metadata", Msg(293)),
+            rep(2, "endpoints", Msg(238)),
+            rep(3, "ports", Msg(241)),
             keep(4, "addressType", Str),
         ],
     },
-    // 242
+    // 243
     Message {
         name: "k8s.io.api.discovery.v1.ForNode",
         fields: &[keep(1, "name", Str)],
     },
-    // 243
+    // 244
     Message {
         name: "k8s.io.api.discovery.v1.ForZone",
         fields: &[keep(1, "name", Str)],
     },
-    // 244
+    // 245
     Message {
         name: "k8s.io.api.events.v1.Event",
         fields: &[
-            one(1, "metadata", Msg(292)),
+            one(1, "metadata", Msg(293)),
             one(2, "eventTime", MicroTime),
-            one(3, "series", Msg(245)),
+            one(3, "series", Msg(246)),
             one(4, "reportingController", Str),
             one(5, "reportingInstance", Str),
             one(6, "action", Str),
             one(7, "reason", Str),
-            one(8, "regarding", Msg(148)),
-            one(9, "related", Msg(148)),
+            one(8, "regarding", Msg(149)),
+            one(9, "related", Msg(149)),
             one(10, "note", Str),
             one(11, "type", Str),
-            one(12, "deprecatedSource", Msg(94)),
+            one(12, "deprecatedSource", Msg(95)),
             one(13, "deprecatedFirstTimestamp", Time),
             one(14, "deprecatedLastTimestamp", Time),
             one(15, "deprecatedCount", I32),
         ],
     },
-    // 245
+    // 246
     Message {
         name: "k8s.io.api.events.v1.EventSeries",
         fields: &[keep(1, "count", I32), one(2, "lastObservedTime", MicroTime)],
     },
-    // 246
+    // 247
     Message {
         name: "k8s.io.api.networking.v1.HttpIngressPath",
         fields: &[
             one(1, "path", Str),
-            one(2, "backend", Msg(249)),
+            one(2, "backend", Msg(250)),
             keep(3, "pathType", Str),
         ],
     },
-    // 247
-    Message {
-        name: "k8s.io.api.networking.v1.HttpIngressRuleValue",
-        fields: &[rep(1, "paths", Msg(246))],
-    },
     // 248
     Message {
-        name: "k8s.io.api.networking.v1.Ingress",
-        fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(259)),
-            one(3, "status", Msg(260)),
-        ],
+        name: "k8s.io.api.networking.v1.HttpIngressRuleValue",
+        fields: &[rep(1, "paths", Msg(247))],
     },
     // 249
     Message {
-        name: "k8s.io.api.networking.v1.IngressBackend",
-        fields: &[one(3, "resource", Msg(224)), one(4, "service", Msg(258))],
+        name: "k8s.io.api.networking.v1.Ingress",
+        fields: &[
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(260)),
+            one(3, "status", Msg(261)),
+        ],
     },
     // 250
     Message {
-        name: "k8s.io.api.networking.v1.IngressClass",
-        fields: &[one(1, "metadata", Msg(292)), one(2, "spec", Msg(252))],
+        name: "k8s.io.api.networking.v1.IngressBackend",
+        fields: &[one(3, "resource", Msg(225)), one(4, "service", Msg(259))],
     },
     // 251
+    Message {
+        name: "k8s.io.api.networking.v1.IngressClass",
+        fields: &[one(1, "metadata", Msg(293)), one(2, "spec", Msg(253))],
+    },
+    // 252
     Message {
         name: "k8s.io.api.networking.v1.IngressClassParametersReference",
         fields: &[
@@ -2450,26 +2460,26 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(5, "namespace", Str),
         ],
     },
-    // 252
+    // 253
     Message {
         name: "k8s.io.api.networking.v1.IngressClassSpec",
-        fields: &[one(1, "controller", Str), one(2, "parameters", Msg(251))],
+        fields: &[one(1, "controller", Str), one(2, "parameters", Msg(252))],
     },
-    // 253
+    // 254
     Message {
         name: "k8s.io.api.networking.v1.IngressLoadBalancerIngress",
         fields: &[
             one(1, "ip", Str),
             one(2, "hostname", Str),
-            rep(4, "ports", Msg(255)),
+            rep(4, "ports", Msg(256)),
         ],
     },
-    // 254
+    // 255
     Message {
         name: "k8s.io.api.networking.v1.IngressLoadBalancerStatus",
-        fields: &[rep(1, "ingress", Msg(253))],
+        fields: &[rep(1, "ingress", Msg(254))],
     },
-    // 255
+    // 256
     Message {
         name: "k8s.io.api.networking.v1.IngressPortStatus",
         fields: &[
@@ -2478,71 +2488,71 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "error", Str),
         ],
     },
-    // 256
-    Message {
-        name: "k8s.io.api.networking.v1.IngressRule",
-        fields: &[one(1, "host", Str), inline(2, Msg(257))],
-    },
     // 257
     Message {
-        name: "k8s.io.api.networking.v1.IngressRuleValue",
-        fields: &[one(1, "http", Msg(247))],
+        name: "k8s.io.api.networking.v1.IngressRule",
+        fields: &[one(1, "host", Str), inline(2, Msg(258))],
     },
     // 258
     Message {
-        name: "k8s.io.api.networking.v1.IngressServiceBackend",
-        fields: &[keep(1, "name", Str), one(2, "port", Msg(269))],
+        name: "k8s.io.api.networking.v1.IngressRuleValue",
+        fields: &[one(1, "http", Msg(248))],
     },
     // 259
     Message {
-        name: "k8s.io.api.networking.v1.IngressSpec",
-        fields: &[
-            one(1, "defaultBackend", Msg(249)),
-            rep(2, "tls", Msg(261)),
-            rep(3, "rules", Msg(256)),
-            keep(4, "ingressClassName", Str),
-        ],
+        name: "k8s.io.api.networking.v1.IngressServiceBackend",
+        fields: &[keep(1, "name", Str), one(2, "port", Msg(270))],
     },
     // 260
     Message {
-        name: "k8s.io.api.networking.v1.IngressStatus",
-        fields: &[one(1, "loadBalancer", Msg(254))],
+        name: "k8s.io.api.networking.v1.IngressSpec",
+        fields: &[
+            one(1, "defaultBackend", Msg(250)),
+            rep(2, "tls", Msg(262)),
+            rep(3, "rules", Msg(257)),
+            keep(4, "ingressClassName", Str),
+        ],
     },
     // 261
+    Message {
+        name: "k8s.io.api.networking.v1.IngressStatus",
+        fields: &[one(1, "loadBalancer", Msg(255))],
+    },
+    // 262
     Message {
         name: "k8s.io.api.networking.v1.IngressTls",
         fields: &[rep(1, "hosts", Str), one(2, "secretName", Str)],
     },
-    // 262
+    // 263
     Message {
         name: "k8s.io.api.networking.v1.IpBlock",
         fields: &[keep(1, "cidr", Str), rep(2, "except", Str)],
     },
-    // 263
-    Message {
-        name: "k8s.io.api.networking.v1.NetworkPolicy",
-        fields: &[one(1, "metadata", Msg(292)), one(2, "spec", Msg(268))],
-    },
     // 264
     Message {
-        name: "k8s.io.api.networking.v1.NetworkPolicyEgressRule",
-        fields: &[rep(1, "ports", Msg(267)), rep(2, "to", Msg(266))],
+        name: "k8s.io.api.networking.v1.NetworkPolicy",
+        fields: &[one(1, "metadata", Msg(293)), one(2, "spec", Msg(269))],
     },
     // 265
     Message {
-        name: "k8s.io.api.networking.v1.NetworkPolicyIngressRule",
-        fields: &[rep(1, "ports", Msg(267)), rep(2, "from", Msg(266))],
+        name: "k8s.io.api.networking.v1.NetworkPolicyEgressRule",
+        fields: &[rep(1, "ports", Msg(268)), rep(2, "to", Msg(267))],
     },
     // 266
     Message {
-        name: "k8s.io.api.networking.v1.NetworkPolicyPeer",
-        fields: &[
-            one(1, "podSelector", Msg(289)),
-            one(2, "namespaceSelector", Msg(289)),
-            one(3, "ipBlock", Msg(262)),
-        ],
+        name: "k8s.io.api.networking.v1.NetworkPolicyIngressRule",
+        fields: &[rep(1, "ports", Msg(268)), rep(2, "from", Msg(267))],
     },
     // 267
+    Message {
+        name: "k8s.io.api.networking.v1.NetworkPolicyPeer",
+        fields: &[
+            one(1, "podSelector", Msg(290)),
+            one(2, "namespaceSelector", Msg(290)),
+            one(3, "ipBlock", Msg(263)),
+        ],
+    },
+    // 268
     Message {
         name: "k8s.io.api.networking.v1.NetworkPolicyPort",
         fields: &[
@@ -2551,69 +2561,69 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "endPort", I32),
         ],
     },
-    // 268
+    // 269
     Message {
         name: "k8s.io.api.networking.v1.NetworkPolicySpec",
         fields: &[
-            one(1, "podSelector", Msg(289)),
-            rep(2, "ingress", Msg(265)),
-            rep(3, "egress", Msg(264)),
+            one(1, "podSelector", Msg(290)),
+            rep(2, "ingress", Msg(266)),
+            rep(3, "egress", Msg(265)),
             rep(4, "policyTypes", Str),
         ],
     },
-    // 269
+    // 270
     Message {
         name: "k8s.io.api.networking.v1.ServiceBackendPort",
         fields: &[one(1, "name", Str), one(2, "number", I32)],
     },
-    // 270
+    // 271
     Message {
         name: "k8s.io.api.node.v1.Overhead",
         fields: &[map(1, "podFixed", Quantity)],
     },
-    // 271
+    // 272
     Message {
         name: "k8s.io.api.node.v1.RuntimeClass",
         fields: &[
-            one(1, "metadata", Msg(292)),
+            one(1, "metadata", Msg(293)),
             keep(2, "handler", Str),
-            one(3, "overhead", Msg(270)),
-            one(4, "scheduling", Msg(272)),
+            one(3, "overhead", Msg(271)),
+            one(4, "scheduling", Msg(273)),
         ],
-    },
-    // 272
-    Message {
-        name: "k8s.io.api.node.v1.Scheduling",
-        fields: &[map(1, "nodeSelector", Str), rep(2, "tolerations", Msg(220))],
     },
     // 273
     Message {
-        name: "k8s.io.api.policy.v1.Eviction",
-        fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "deleteOptions", Msg(288)),
-        ],
+        name: "k8s.io.api.node.v1.Scheduling",
+        fields: &[map(1, "nodeSelector", Str), rep(2, "tolerations", Msg(221))],
     },
     // 274
     Message {
-        name: "k8s.io.api.policy.v1.PodDisruptionBudget",
+        name: "k8s.io.api.policy.v1.Eviction",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            one(2, "spec", Msg(275)),
-            one(3, "status", Msg(276)),
+            one(1, "metadata", Msg(293)),
+            one(2, "deleteOptions", Msg(289)),
         ],
     },
     // 275
     Message {
+        name: "k8s.io.api.policy.v1.PodDisruptionBudget",
+        fields: &[
+            one(1, "metadata", Msg(293)),
+            one(2, "spec", Msg(276)),
+            one(3, "status", Msg(277)),
+        ],
+    },
+    // 276
+    Message {
         name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec",
         fields: &[
             keep(1, "minAvailable", IntOrStr),
-            one(2, "selector", Msg(289)),
+            one(2, "selector", Msg(290)),
             keep(3, "maxUnavailable", IntOrStr),
             keep(4, "unhealthyPodEvictionPolicy", Str),
         ],
     },
-    // 276
+    // 277
     Message {
         name: "k8s.io.api.policy.v1.PodDisruptionBudgetStatus",
         fields: &[
@@ -2623,33 +2633,33 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(4, "currentHealthy", I32),
             keep(5, "desiredHealthy", I32),
             keep(6, "expectedPods", I32),
-            rep(7, "conditions", Msg(287)),
+            rep(7, "conditions", Msg(288)),
         ],
-    },
-    // 277
-    Message {
-        name: "k8s.io.api.rbac.v1.AggregationRule",
-        fields: &[rep(1, "clusterRoleSelectors", Msg(289))],
     },
     // 278
     Message {
-        name: "k8s.io.api.rbac.v1.ClusterRole",
-        fields: &[
-            one(1, "metadata", Msg(292)),
-            rep(2, "rules", Msg(280)),
-            one(3, "aggregationRule", Msg(277)),
-        ],
+        name: "k8s.io.api.rbac.v1.AggregationRule",
+        fields: &[rep(1, "clusterRoleSelectors", Msg(290))],
     },
     // 279
     Message {
-        name: "k8s.io.api.rbac.v1.ClusterRoleBinding",
+        name: "k8s.io.api.rbac.v1.ClusterRole",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            rep(2, "subjects", Msg(284)),
-            one(3, "roleRef", Msg(283)),
+            one(1, "metadata", Msg(293)),
+            rep(2, "rules", Msg(281)),
+            one(3, "aggregationRule", Msg(278)),
         ],
     },
     // 280
+    Message {
+        name: "k8s.io.api.rbac.v1.ClusterRoleBinding",
+        fields: &[
+            one(1, "metadata", Msg(293)),
+            rep(2, "subjects", Msg(285)),
+            one(3, "roleRef", Msg(284)),
+        ],
+    },
+    // 281
     Message {
         name: "k8s.io.api.rbac.v1.PolicyRule",
         fields: &[
@@ -2660,21 +2670,21 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(5, "nonResourceURLs", Str),
         ],
     },
-    // 281
+    // 282
     Message {
         name: "k8s.io.api.rbac.v1.Role",
-        fields: &[one(1, "metadata", Msg(292)), rep(2, "rules", Msg(280))],
+        fields: &[one(1, "metadata", Msg(293)), rep(2, "rules", Msg(281))],
     },
-    // 282
+    // 283
     Message {
         name: "k8s.io.api.rbac.v1.RoleBinding",
         fields: &[
-            one(1, "metadata", Msg(292)),
-            rep(2, "subjects", Msg(284)),
-            one(3, "roleRef", Msg(283)),
+            one(1, "metadata", Msg(293)),
+            rep(2, "subjects", Msg(285)),
+            one(3, "roleRef", Msg(284)),
         ],
     },
-    // 283
+    // 284
     Message {
         name: "k8s.io.api.rbac.v1.RoleRef",
         fields: &[
@@ -2683,7 +2693,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(3, "name", Str),
         ],
     },
-    // 284
+    // 285
     Message {
         name: "k8s.io.api.rbac.v1.Subject",
         fields: &[
@@ -2693,32 +2703,32 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(4, "namespace", Str),
         ],
     },
-    // 285
+    // 286
     Message {
         name: "k8s.io.api.scheduling.v1.PriorityClass",
         fields: &[
-            one(1, "metadata", Msg(292)),
+            one(1, "metadata", Msg(293)),
             keep(2, "value", I32),
             one(3, "globalDefault", Bool),
             one(4, "description", Str),
             keep(5, "preemptionPolicy", Str),
         ],
     },
-    // 286
+    // 287
     Message {
         name: "k8s.io.api.storage.v1.StorageClass",
         fields: &[
-            one(1, "metadata", Msg(292)),
+            one(1, "metadata", Msg(293)),
             keep(2, "provisioner", Str),
             map(3, "parameters", Str),
             keep(4, "reclaimPolicy", Str),
             rep(5, "mountOptions", Str),
             keep(6, "allowVolumeExpansion", Bool),
             keep(7, "volumeBindingMode", Str),
-            rep(8, "allowedTopologies", Msg(222)),
+            rep(8, "allowedTopologies", Msg(223)),
         ],
     },
-    // 287
+    // 288
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.Condition",
         fields: &[
@@ -2730,27 +2740,27 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(6, "message", Str),
         ],
     },
-    // 288
+    // 289
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions",
         fields: &[
             keep(1, "gracePeriodSeconds", I64),
-            one(2, "preconditions", Msg(294)),
+            one(2, "preconditions", Msg(295)),
             keep(3, "orphanDependents", Bool),
             keep(4, "propagationPolicy", Str),
             rep(5, "dryRun", Str),
             keep(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool),
         ],
     },
-    // 289
+    // 290
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector",
         fields: &[
             map(1, "matchLabels", Str),
-            rep(2, "matchExpressions", Msg(290)),
+            rep(2, "matchExpressions", Msg(291)),
         ],
     },
-    // 290
+    // 291
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
         fields: &[
@@ -2759,7 +2769,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             rep(3, "values", Str),
         ],
     },
-    // 291
+    // 292
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry",
         fields: &[
@@ -2772,7 +2782,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             one(8, "subresource", Str),
         ],
     },
-    // 292
+    // 293
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta",
         fields: &[
@@ -2788,12 +2798,12 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(10, "deletionGracePeriodSeconds", I64),
             map(11, "labels", Str),
             map(12, "annotations", Str),
-            rep(13, "ownerReferences", Msg(293)),
+            rep(13, "ownerReferences", Msg(294)),
             rep(14, "finalizers", Str),
-            rep(17, "managedFields", Msg(291)),
+            rep(17, "managedFields", Msg(292)),
         ],
     },
-    // 293
+    // 294
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.OwnerReference",
         fields: &[
@@ -2805,7 +2815,7 @@ pub(super) static MESSAGES: [Message; 295] = [
             keep(7, "blockOwnerDeletion", Bool),
         ],
     },
-    // 294
+    // 295
     Message {
         name: "k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions",
         fields: &[keep(1, "uid", Str), keep(2, "resourceVersion", Str)],

@@ -144,6 +144,47 @@ pub(crate) fn statefulset(sts: &Value, now: Timestamp) -> Vec<Value> {
     vec![name(sts), Value::from(ready), age(sts, now), names, images]
 }
 
+pub(crate) const CONTROLLERREVISION_COLUMNS: &[Col] = &[
+    Col::name(),
+    Col::new("Controller", "string", "Controller of the object"),
+    Col::new("Revision", "string", docs::CONTROLLERREVISION_REVISION),
+    Col::age(),
+];
+
+/// The controller owner as `kind.group/name` in lower case (upstream
+/// `formatResourceName` of the owner's GroupKind), or `<none>`.
+pub(crate) fn controllerrevision(cr: &Value, now: Timestamp) -> Vec<Value> {
+    let owner = arr_at(cr, &["metadata", "ownerReferences"])
+        .iter()
+        .find(|r| get(r, &["controller"]).and_then(Value::as_bool) == Some(true));
+    let controller = match owner {
+        None => "<none>".to_string(),
+        Some(r) => {
+            let kind = str_at(r, &["kind"]);
+            let group = match str_at(r, &["apiVersion"]).split_once('/') {
+                Some((g, _)) => g,
+                None => "",
+            };
+            let gk = match (group, kind) {
+                ("", k) => k.to_string(),
+                (g, k) => format!("{k}.{g}"),
+            };
+            let name = str_at(r, &["name"]);
+            if kind.is_empty() && group.is_empty() {
+                name.to_string()
+            } else {
+                format!("{}/{name}", gk.to_lowercase())
+            }
+        }
+    };
+    vec![
+        name(cr),
+        Value::from(controller),
+        Value::from(int_at(cr, &["revision"])),
+        age(cr, now),
+    ]
+}
+
 pub(crate) const JOB_COLUMNS: &[Col] = &[
     Col::name(),
     Col::new("Status", "string", "Status of the job."),

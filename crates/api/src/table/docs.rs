@@ -97,3 +97,5 @@ pub const EXT_NETPOL_POD_SELECTOR: &str = "Selects the pods to which this Networ
 pub const CONTAINERS: &str = "Names of each container in the template.";
 pub const IMAGES: &str = "Images referenced by each container in the template.";
 pub const READY_PODS: &str = "Number of the pod with ready state";
+pub const CONTROLLERREVISION_REVISION: &str =
+    "Revision indicates the revision of the state represented by Data.";

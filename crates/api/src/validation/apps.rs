@@ -438,3 +438,13 @@ fn stateful_set_spec(e: &mut Errs, spec: &Value, sp: &Path) {
         ));
     }
 }
+
+/// ControllerRevision (upstream `ValidateControllerRevision`, metadata
+/// aside): `data` is mandatory and `revision` not negative. On update the
+/// generic path adds that `data` is immutable.
+pub(crate) fn validate_controller_revision(e: &mut Errs, obj: &Value) {
+    if matches!(get(obj, "data"), None | Some(Value::Null)) {
+        e.push(required(&Path::new("data"), "data is mandatory"));
+    }
+    nonneg_at(e, obj, &Path::new(""), "revision");
+}

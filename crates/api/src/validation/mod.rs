@@ -81,6 +81,10 @@ fn create(e: &mut Errs, res: &ResourceInfo, obj: &Value) {
         }
         ("", "PersistentVolume") => storage::validate_pv(e, obj),
         ("", "PersistentVolumeClaim") => storage::validate_pvc(e, obj),
+        ("apps", "ControllerRevision") => {
+            validate_object_meta(e, obj, ns, name_is_dns_subdomain);
+            apps::validate_controller_revision(e, obj);
+        }
         ("apps", kind) => match workload(kind) {
             Some(w) => apps::validate_create(e, w, obj),
             None => validate_object_meta(e, obj, ns, name_is_dns_subdomain),
@@ -203,6 +207,12 @@ fn immutable_fields(e: &mut Errs, res: &ResourceInfo, new: &Value, old: &Value) 
             util::at(new, &["spec", "controller"]),
             util::at(old, &["spec", "controller"]),
             &field("spec").child("controller"),
+        ),
+        ("apps", "ControllerRevision") => util::immutable(
+            e,
+            util::get(new, "data"),
+            util::get(old, "data"),
+            &field("data"),
         ),
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
             other::validate_binding_update(e, new, old)

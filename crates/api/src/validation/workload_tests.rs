@@ -243,3 +243,34 @@ fn cronjob_rules() {
         ]
     );
 }
+
+#[test]
+fn controller_revision() {
+    let cr = json!({"metadata": {"name": "web-7b9c", "namespace": "default"},
+        "data": {"spec": {"template": {}}}, "revision": 2});
+    assert_eq!(
+        errs("apps", "ControllerRevision", &cr),
+        Vec::<String>::new()
+    );
+    let bad = json!({"metadata": {"name": "web-7b9c", "namespace": "default"}, "revision": -1});
+    assert_eq!(
+        errs("apps", "ControllerRevision", &bad),
+        vec![
+            "data: Required value: data is mandatory",
+            "revision: Invalid value: -1: must be greater than or equal to 0",
+        ]
+    );
+    let mut old = cr.clone();
+    old["metadata"]["resourceVersion"] = json!("5");
+    let mut new = old.clone();
+    new["revision"] = json!(3);
+    assert_eq!(
+        update_errs("apps", "ControllerRevision", &new, &old),
+        Vec::<String>::new()
+    );
+    new["data"] = json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}}}});
+    let e = update_errs("apps", "ControllerRevision", &new, &old);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("data: Invalid value: "), "{e:?}");
+    assert!(e[0].ends_with(": field is immutable"), "{e:?}");
+}

@@ -14,4 +14,5 @@ mod scheduler;
 mod scheduler_config;
 mod scheduler_more_rules;
 mod scheduler_rules;
+mod sets;
 mod simulated_nodes;

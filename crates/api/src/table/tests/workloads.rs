@@ -222,3 +222,29 @@ fn cronjob_cells() {
         [json!("<none>"), json!("True"), json!(0), json!("<none>")]
     );
 }
+
+#[test]
+fn controllerrevision_cells() {
+    assert_eq!(
+        names("apps", "controllerrevisions"),
+        [("Name", 0), ("Controller", 0), ("Revision", 0), ("Age", 0)]
+            .map(|(n, p)| (n.to_string(), p))
+    );
+    let cr = json!({"metadata": {"name": "web-5d8f7c", "creationTimestamp": ago(86400 * 10),
+                    "ownerReferences": [
+                        {"apiVersion": "v1", "kind": "Pod", "name": "other", "uid": "1"},
+                        {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "2", "controller": true}]},
+                    "data": {}, "revision": 3});
+    assert_eq!(
+        cells("apps", "controllerrevisions", cr),
+        [
+            json!("web-5d8f7c"),
+            json!("statefulset.apps/web"),
+            json!(3),
+            json!("10d")
+        ]
+    );
+    let orphan =
+        json!({"metadata": {"name": "x", "creationTimestamp": ago(60)}, "data": {}, "revision": 1});
+    assert_eq!(cells("apps", "controllerrevisions", orphan)[1], "<none>");
+}
