@@ -11,7 +11,6 @@ pub mod cache;
 pub mod certs;
 pub mod discovery;
 pub mod error;
-pub mod finalizers;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;

@@ -118,7 +118,6 @@ pub async fn run(
     });
     crate::lifecycle::ensure_builtins(&rest, addr).await;
     tokio::spawn(crate::lifecycle::run_namespace_controller(rest.clone()));
-    tokio::spawn(crate::finalizers::run(rest.clone()));
     tokio::spawn(compaction_loop(
         config.store.clone(),
         config.compaction_interval,

@@ -18,6 +18,9 @@
 //! * [`statefulset`]: StatefulSets' ordinal pods, their claims, ordered or
 //!   parallel scaling, partitioned rolling updates, ControllerRevisions.
 //! * [`history`]: ControllerRevision names, hashes and template patches.
+//! * [`garbagecollector`]: deletes objects whose owners are gone; carries
+//!   out Orphan and Foreground cascading deletion.
+//! * [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! * [`events`]: client-go's event recorder (deduplication, aggregation).
 //! * [`expectations`]: create/delete expectations against stale caches.
 //! * [`util`]: keys, owner references, pod readiness.
@@ -25,11 +28,13 @@
 pub mod daemonset;
 pub mod events;
 pub mod expectations;
+pub mod garbagecollector;
 pub mod history;
 pub mod informers;
 pub mod manager;
 pub mod metrics;
 pub mod nodeipam;
+pub mod serviceaccount;
 pub mod statefulset;
 pub mod util;
 pub mod workqueue;

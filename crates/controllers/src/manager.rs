@@ -112,6 +112,16 @@ pub const CONTROLLERS: &[Descriptor] = &[
         default_on: true,
         start: crate::statefulset::start,
     },
+    Descriptor {
+        name: "garbagecollector",
+        default_on: true,
+        start: crate::garbagecollector::start,
+    },
+    Descriptor {
+        name: "serviceaccount",
+        default_on: true,
+        start: crate::serviceaccount::start,
+    },
 ];
 
 /// Resolves `--controllers` to the descriptors to start.

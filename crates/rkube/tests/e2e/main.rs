@@ -6,6 +6,7 @@ mod api_semantics;
 mod common;
 mod controller_manager;
 mod etcd_backend;
+mod garbage_collector;
 mod kube_client;
 mod kubectl_crud;
 mod kubectl_list_manifests;
