@@ -21,11 +21,14 @@
 //! * [`garbagecollector`]: deletes objects whose owners are gone; carries
 //!   out Orphan and Foreground cascading deletion.
 //! * [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! * [`replicaset`]: keeps each ReplicaSet's number of pods.
+//! * [`deployment`]: rolls Deployments out through ReplicaSets.
 //! * [`events`]: client-go's event recorder (deduplication, aggregation).
 //! * [`expectations`]: create/delete expectations against stale caches.
 //! * [`util`]: keys, owner references, pod readiness.
 
 pub mod daemonset;
+pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
@@ -34,6 +37,7 @@ pub mod informers;
 pub mod manager;
 pub mod metrics;
 pub mod nodeipam;
+pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod util;

@@ -122,6 +122,16 @@ pub const CONTROLLERS: &[Descriptor] = &[
         default_on: true,
         start: crate::serviceaccount::start,
     },
+    Descriptor {
+        name: "replicaset",
+        default_on: true,
+        start: crate::replicaset::start,
+    },
+    Descriptor {
+        name: "deployment",
+        default_on: true,
+        start: crate::deployment::start,
+    },
 ];
 
 /// Resolves `--controllers` to the descriptors to start.

@@ -5,6 +5,7 @@ mod admission;
 mod api_semantics;
 mod common;
 mod controller_manager;
+mod deployment;
 mod etcd_backend;
 mod garbage_collector;
 mod kube_client;
