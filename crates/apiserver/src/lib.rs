@@ -11,6 +11,7 @@ pub mod cache;
 pub mod certs;
 pub mod discovery;
 pub mod error;
+pub mod eviction;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! Subresources other than `status`: `scale` (autoscaling/v1 Scale over
-//! spec.replicas), `pods/binding`, `pods/eviction` and `namespaces/finalize`.
+//! spec.replicas), `pods/binding`, `pods/eviction` (see [`crate::eviction`]) and
+//! `namespaces/finalize`.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::rest::write::{self, DeleteOptions, PatchType};
+use crate::rest::write::{self, PatchType};
 use crate::rest::{meta_str, name_of, FieldValidation, Rest, Target, WriteOptions};
 
 fn success(code: StatusCode) -> (StatusCode, Value) {
@@ -197,10 +198,7 @@ pub async fn handle(
                 Some((bytes, _)) if !bytes.is_empty() => body_json(&body)?,
                 _ => json!({}),
             };
-            let mut del = DeleteOptions::from_body(b.get("deleteOptions"))?;
-            del.dry_run |= q.get("dryRun").is_some_and(|d| d == "All");
-            write::delete(rest, &parent, &del).await?;
-            Ok(success(StatusCode::CREATED))
+            crate::eviction::evict(rest, &parent, &b, q).await
         }
         ("finalize", "update") => {
             let b = body_json(&body)?;

@@ -23,23 +23,41 @@
 //! * [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! * [`replicaset`]: keeps each ReplicaSet's number of pods.
 //! * [`deployment`]: rolls Deployments out through ReplicaSets.
+//! * [`nodelifecycle`]: marks silent nodes Unknown, taints nodes by their
+//!   conditions (NoExecute taints rate-limited per zone).
+//! * [`tainteviction`]: deletes pods that do not tolerate their node's
+//!   NoExecute taints (at once or after `tolerationSeconds`).
+//! * [`disruption`]: PodDisruptionBudget status (allowed disruptions).
+//! * [`endpoints`]: the Endpoints of every Service with a selector.
+//! * [`endpointslice`]: the EndpointSlices of every Service with a selector.
+//! * [`job`]: runs Jobs' pods to completion.
+//! * [`cronjob`]: creates Jobs on CronJobs' schedules.
+//! * [`ttlafterfinished`]: deletes finished Jobs after their TTL.
 //! * [`events`]: client-go's event recorder (deduplication, aggregation).
 //! * [`expectations`]: create/delete expectations against stale caches.
 //! * [`util`]: keys, owner references, pod readiness.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod history;
 pub mod informers;
+pub mod job;
 pub mod manager;
 pub mod metrics;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod tainteviction;
+pub mod ttlafterfinished;
 pub mod util;
 pub mod workqueue;
 

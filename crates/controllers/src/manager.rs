@@ -32,6 +32,22 @@ pub struct Config {
     /// How long a node may go without renewing its Lease before it is
     /// marked unreachable (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: Duration,
+    /// How long a new node may take to post its first status
+    /// (`--node-startup-grace-period`).
+    pub node_startup_grace_period: Duration,
+    /// Nodes per second tainted for eviction (`--node-eviction-rate`).
+    pub node_eviction_rate: f64,
+    /// The rate in a partially disrupted large zone
+    /// (`--secondary-node-eviction-rate`).
+    pub secondary_node_eviction_rate: f64,
+    /// The share of not-Ready nodes that makes a zone partially disrupted
+    /// (`--unhealthy-zone-threshold`).
+    pub unhealthy_zone_threshold: f64,
+    /// Zones at most this big stop tainting when partially disrupted
+    /// (`--large-cluster-size-threshold`).
+    pub large_cluster_size_threshold: usize,
+    /// Most endpoints one EndpointSlice holds (`--max-endpoints-per-slice`).
+    pub max_endpoints_per_slice: usize,
 }
 
 impl Default for Config {
@@ -41,6 +57,12 @@ impl Default for Config {
             node_ipam: NodeIpamConfig::default(),
             workers: 5,
             node_monitor_grace_period: Duration::from_secs(40),
+            node_startup_grace_period: Duration::from_secs(60),
+            node_eviction_rate: 0.1,
+            secondary_node_eviction_rate: 0.01,
+            unhealthy_zone_threshold: 0.55,
+            large_cluster_size_threshold: 50,
+            max_endpoints_per_slice: crate::endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
         }
     }
 }
@@ -131,6 +153,46 @@ pub const CONTROLLERS: &[Descriptor] = &[
         name: "deployment",
         default_on: true,
         start: crate::deployment::start,
+    },
+    Descriptor {
+        name: "nodelifecycle",
+        default_on: true,
+        start: crate::nodelifecycle::start,
+    },
+    Descriptor {
+        name: "taint-eviction-controller",
+        default_on: true,
+        start: crate::tainteviction::start,
+    },
+    Descriptor {
+        name: "disruption",
+        default_on: true,
+        start: crate::disruption::start,
+    },
+    Descriptor {
+        name: "endpoint",
+        default_on: true,
+        start: crate::endpoints::start,
+    },
+    Descriptor {
+        name: "endpointslice",
+        default_on: true,
+        start: crate::endpointslice::start,
+    },
+    Descriptor {
+        name: "job",
+        default_on: true,
+        start: crate::job::start,
+    },
+    Descriptor {
+        name: "cronjob",
+        default_on: true,
+        start: crate::cronjob::start,
+    },
+    Descriptor {
+        name: "ttl-after-finished",
+        default_on: true,
+        start: crate::ttlafterfinished::start,
     },
 ];
 

@@ -25,6 +25,26 @@ pub struct ControllerFlags {
     /// marked unreachable.
     #[arg(long, value_parser = crate::duration_arg, default_value = "40s")]
     pub node_monitor_grace_period: Duration,
+    /// How long a new node may take to post its first status before it is
+    /// marked unreachable.
+    #[arg(long, value_parser = crate::duration_arg, default_value = "1m")]
+    pub node_startup_grace_period: Duration,
+    /// Nodes per second tainted for eviction in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    pub node_eviction_rate: f64,
+    /// Nodes per second tainted for eviction in a partially disrupted zone
+    /// larger than --large-cluster-size-threshold.
+    #[arg(long, default_value_t = 0.01)]
+    pub secondary_node_eviction_rate: f64,
+    /// Share of not-Ready nodes that makes a zone partially disrupted.
+    #[arg(long, default_value_t = 0.55)]
+    pub unhealthy_zone_threshold: f64,
+    /// Partially disrupted zones with at most this many nodes stop tainting.
+    #[arg(long, default_value_t = 50)]
+    pub large_cluster_size_threshold: usize,
+    /// Most endpoints one EndpointSlice holds.
+    #[arg(long, default_value_t = 100)]
+    pub max_endpoints_per_slice: usize,
 }
 
 impl ControllerFlags {
@@ -36,6 +56,12 @@ impl ControllerFlags {
                 node_cidr_mask_size: self.node_cidr_mask_size,
             },
             node_monitor_grace_period: self.node_monitor_grace_period,
+            node_startup_grace_period: self.node_startup_grace_period,
+            node_eviction_rate: self.node_eviction_rate,
+            secondary_node_eviction_rate: self.secondary_node_eviction_rate,
+            unhealthy_zone_threshold: self.unhealthy_zone_threshold,
+            large_cluster_size_threshold: self.large_cluster_size_threshold,
+            max_endpoints_per_slice: self.max_endpoints_per_slice,
             ..Default::default()
         };
         rkube_controllers::manager::enabled(&config.controllers)?;

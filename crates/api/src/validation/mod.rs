@@ -31,6 +31,7 @@ mod robustness_tests;
 #[cfg(test)]
 mod workload_tests;
 
+pub use cron::Schedule as CronSchedule;
 use serde_json::Value;
 
 use crate::field::{FieldError, Path};

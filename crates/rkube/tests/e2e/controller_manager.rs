@@ -70,7 +70,15 @@ fn standalone_controller_managers_elect_a_leader_and_fail_over() {
     });
     assert_eq!(holder(&s), leader);
     let text = http_get(&addr, "/metrics");
-    assert!(text.ends_with("# EOF\n"), "{text}");
+    // Upstream's workqueue metrics, one series per controller.
+    for want in [
+        "workqueue_depth{name=\"deployment\"}",
+        "workqueue_adds_total{name=\"serviceaccount\"}",
+        "workqueue_work_duration_seconds_count{name=\"serviceaccount\"}",
+        "rkube_controller_reconcile_errors_total{name=\"replicaset\"}",
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
 
     // The leader dies without releasing the lease: the other takes over
     // once it expires, and its controllers act.
