@@ -60,6 +60,8 @@ pub struct CtrlArgs {
     pub toleration_seconds: u64,
     /// node-failure: the server's --node-monitor-grace-period, seconds.
     pub grace_seconds: u64,
+    /// node-failure: the server's --node-eviction-rate (nodes/s).
+    pub eviction_rate: f64,
     /// endpoints: Services, and pods per Service.
     pub services: u64,
     pub endpoints: u64,
@@ -254,6 +256,8 @@ async fn run_node_failure(env: &Env, a: &CtrlArgs) -> anyhow::Result<Row> {
     let extra = vec![
         "--node-monitor-grace-period".to_string(),
         format!("{}s", a.grace_seconds),
+        "--node-eviction-rate".to_string(),
+        a.eviction_rate.to_string(),
     ];
     let mut server = start(env, a, &extra).await?;
     let client = server.client().await?;
@@ -344,12 +348,13 @@ async fn run_node_failure(env: &Env, a: &CtrlArgs) -> anyhow::Result<Row> {
     Ok(Row {
         scenario: "controllers node-failure".into(),
         setup: format!(
-            "{} nodes, {} of them fail; Deployment × {} ({on_dead} pods on failed nodes), tolerationSeconds {}, grace period {} s",
+            "{} nodes, {} of them fail; Deployment × {} ({on_dead} pods on failed nodes), tolerationSeconds {}, grace period {} s, node eviction rate {}/s",
             thousands(a.nodes),
             a.failed_nodes,
             thousands(a.replicas),
             a.toleration_seconds,
-            a.grace_seconds
+            a.grace_seconds,
+            a.eviction_rate
         ),
         result: format!(
             "all replicas Ready elsewhere {:.1} s after the unreachable taint ({:.1} s after the failure)",

@@ -211,6 +211,10 @@ enum Cmd {
         /// node-failure: the server's --node-monitor-grace-period, seconds.
         #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=3600))]
         grace_seconds: u64,
+        /// node-failure: the server's --node-eviction-rate, nodes/s
+        /// (upstream's default 0.1 would taint 100 nodes over 1,000 s).
+        #[arg(long, default_value_t = 100.0)]
+        node_eviction_rate: f64,
         /// endpoints: Services.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         services: u64,
@@ -455,6 +459,7 @@ async fn run(cmd: Cmd, env: &Env) -> anyhow::Result<Row> {
             failed_nodes,
             toleration_seconds,
             grace_seconds,
+            node_eviction_rate,
             services,
             endpoints,
         } => {
@@ -465,6 +470,7 @@ async fn run(cmd: Cmd, env: &Env) -> anyhow::Result<Row> {
                 failed_nodes,
                 toleration_seconds,
                 grace_seconds,
+                eviction_rate: node_eviction_rate,
                 services,
                 endpoints,
             };

@@ -187,6 +187,7 @@ pub async fn create(
         "" => meta_str(&obj, "generateName").unwrap_or("").to_string(),
         n => n.to_string(),
     };
+    let generated = name_of(&obj).is_empty() && meta_str(&obj, "generateName").is_some();
     if name_of(&obj).is_empty() {
         if let Some(prefix) = meta_str(&obj, "generateName").map(str::to_string) {
             meta_mut(&mut obj).insert("name".into(), json!(generate_name(&prefix)));
@@ -226,8 +227,22 @@ pub async fn create(
             warnings,
         });
     }
-    let key = t.key(&name);
-    match rest.store.create(&key, encode_for_store(&obj)).await {
+    let mut key = t.key(&name);
+    let mut result = rest.store.create(&key, encode_for_store(&obj)).await;
+    // A generated name that is taken is generated again, as upstream's
+    // RetryGenerateName (GA in 1.32) does: up to 8 attempts in all.
+    for _ in 0..7 {
+        if !(generated && matches!(result, Err(StoreError::AlreadyExists(_)))) {
+            break;
+        }
+        let prefix = meta_str(&obj, "generateName").unwrap_or("").to_string();
+        let name = generate_name(&prefix);
+        meta_mut(&mut obj).insert("name".into(), json!(name));
+        key = t.key(&name);
+        result = rest.store.create(&key, encode_for_store(&obj)).await;
+    }
+    let name = name_of(&obj).to_string();
+    match result {
         Ok(kv) => {
             set_rv(&mut obj, kv.mod_revision);
             admission::settle(rest, res, kv.mod_revision).await;
