@@ -399,3 +399,80 @@ fn pdb_status_drain_and_cordon() {
     s.ok(&["uncordon", "n2"]);
     assert!(!s.ok(&["get", "node", "n2"]).contains("SchedulingDisabled"));
 }
+
+/// Issue 5's node-failure story: a ReplicaSet pod tolerating the
+/// unreachable taint for 5 s is evicted about 5 s after its node is tainted
+/// and the ReplicaSet replaces it on the healthy node.
+#[test]
+fn replicaset_pod_on_a_dead_node_is_replaced_on_a_healthy_one() {
+    let s = Server::start_with(&[
+        "--node-monitor-grace-period",
+        "5s",
+        "--node-lease-renew-interval",
+        "1s",
+    ]);
+    setup(&s, &["n1", "n2"]);
+    // Only n1 takes the first pod.
+    s.ok(&["cordon", "n2"]);
+    s.apply(&format!(
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  \
+         selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    \
+         spec:\n      containers:\n      - name: app\n        image: nginx\n      tolerations:\n{}",
+        tolerate("node.kubernetes.io/unreachable", Some(5)).replace("  - ", "      - ").replace("\n    ", "\n        ")
+    ));
+    let first = eventually(T, || {
+        let out = jsonpath(
+            &s,
+            &["get", "pods", "-l", "app=web"],
+            "{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase}{\"\\n\"}{end}",
+        );
+        let l = out.lines().next()?.to_string();
+        l.ends_with(" n1 Running")
+            .then(|| l.split(' ').next().unwrap().to_string())
+    });
+    s.ok(&["uncordon", "n2"]);
+    s.ok(&[
+        "annotate",
+        "node",
+        "n1",
+        "rkube.io/simulate-heartbeat=stopped",
+    ]);
+    let added = eventually(T, || {
+        let t = jsonpath(
+            &s,
+            &["get", "node", "n1"],
+            "{range .spec.taints[*]}{.key}:{.effect}@{.timeAdded};{end}",
+        );
+        t.split(';')
+            .find_map(|t| t.strip_prefix("node.kubernetes.io/unreachable:NoExecute@"))
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+    });
+    // Evicted once its 5 s are up, not before.
+    let ev = eventually(T, || {
+        let e = events_for(&s, &first, "TaintManagerEviction");
+        e.contains(&format!("Marking for deletion Pod default/{first}|"))
+            .then_some(e)
+    });
+    let marked = ev.lines().next().unwrap().split('|').nth(1).unwrap();
+    let waited = seconds(marked) - seconds(&added);
+    assert!(
+        (4..=15).contains(&waited),
+        "evicted {waited} s after the taint"
+    );
+    // The replacement runs on n2.
+    eventually(T, || {
+        let out = jsonpath(
+            &s,
+            &["get", "pods", "-l", "app=web"],
+            "{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase}{\"\\n\"}{end}",
+        );
+        out.lines()
+            .any(|l| !l.starts_with(&format!("{first} ")) && l.ends_with(" n2 Running"))
+            .then_some(())
+    });
+    assert_eq!(
+        jsonpath(&s, &["get", "rs", "web"], "{.status.readyReplicas}"),
+        "1"
+    );
+}
