@@ -61,11 +61,12 @@ use crate::manager::{Context, Running};
 use health::{NoExecuteStep, Readiness};
 use zones::{Rates, TokenBucket, ZoneState};
 
-/// How often the controller looks at all nodes (upstream checks health
-/// every `--node-monitor-period`, 5 s, and runs the tainting pass every
-/// 100 ms; one pass over store snapshots is cheap, writes happen only on
-/// change).
-pub const PASS_PERIOD: Duration = Duration::from_millis(500);
+/// How often the controller looks at all nodes: upstream's tainting period
+/// (100 ms; the per-zone bucket's burst of 1 allows one NoExecute taint per
+/// zone per pass, so a longer pass would cap `--node-eviction-rate`).
+/// Upstream checks health every `--node-monitor-period`, 5 s; one pass over
+/// store snapshots is cheap, and writes happen only on change.
+pub const PASS_PERIOD: Duration = Duration::from_millis(100);
 
 /// The namespace of node Leases.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
