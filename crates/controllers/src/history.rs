@@ -188,6 +188,82 @@ pub fn revisions_to_prune<'a>(
     dead
 }
 
+/// What [`create`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The revision exists now (created, or already there with the same
+    /// data and owner).
+    Ok,
+    /// Another object holds the name: the owner's `status.collisionCount`
+    /// was bumped, so the next sync hashes differently (upstream's
+    /// collision handling).
+    Collision,
+}
+
+/// Creates `rev` (named and labelled by the caller) for `owner`; on a name
+/// collision with a revision that is not `owner`'s own copy of `data`,
+/// bumps the owner's `status.collisionCount` from `collisions`.
+pub async fn create<K>(
+    client: &kube::Client,
+    owner: &K,
+    rev: &ControllerRevision,
+    data: &Value,
+    collisions: Option<i32>,
+) -> Result<Created, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let ns = owner.namespace().unwrap_or_default();
+    let api: kube::Api<ControllerRevision> = kube::Api::namespaced(client.clone(), &ns);
+    match api.create(&kube::api::PostParams::default(), rev).await {
+        Ok(_) => Ok(Created::Ok),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api.get(&rev.name_any()).await?;
+            if crate::util::is_controlled_by(&existing, owner.meta().uid.as_deref().unwrap_or(""))
+                && data_matches(&existing, data)
+            {
+                return Ok(Created::Ok);
+            }
+            let owners: kube::Api<K> = kube::Api::namespaced(client.clone(), &ns);
+            owners
+                .patch_status(
+                    &owner.name_any(),
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(
+                        json!({"status": {"collisionCount": collisions.unwrap_or(0) + 1}}),
+                    ),
+                )
+                .await?;
+            Ok(Created::Collision)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes the revisions [`revisions_to_prune`] picks. Failures are only
+/// logged: the next sync tries again.
+pub async fn prune(
+    client: &kube::Client,
+    namespace: &str,
+    revs: &[std::sync::Arc<ControllerRevision>],
+    live: &(dyn Fn(&ControllerRevision) -> bool + Sync),
+    limit: i32,
+) {
+    let refs: Vec<&ControllerRevision> = revs.iter().map(|r| &**r).collect();
+    let api: kube::Api<ControllerRevision> = kube::Api::namespaced(client.clone(), namespace);
+    for r in revisions_to_prune(&refs, live, limit) {
+        if let Err(e) = api
+            .delete(&r.name_any(), &kube::api::DeleteParams::default())
+            .await
+        {
+            tracing::debug!(revision = %r.name_any(), error = %e, "deleting an old revision failed");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

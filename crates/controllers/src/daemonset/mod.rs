@@ -435,27 +435,9 @@ impl Controller {
             .labels
             .get_or_insert_with(Default::default)
             .insert(REVISION_HASH_LABEL.into(), hash.clone());
-        match api.create(&PostParams::default(), &rev).await {
-            Ok(_) => Ok(hash),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                let name = rev.name_any();
-                let existing = api.get(&name).await?;
-                if is_controlled_by(&existing, ds.metadata.uid.as_deref().unwrap_or_default())
-                    && history::data_matches(&existing, &data)
-                {
-                    return Ok(hash);
-                }
-                let dss: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ns);
-                let count = collisions.unwrap_or(0) + 1;
-                dss.patch_status(
-                    &ds.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": {"collisionCount": count}})),
-                )
-                .await?;
-                Err(DaemonSetError::Collision(name))
-            }
-            Err(e) => Err(e.into()),
+        match history::create(&self.client, ds, &rev, &data, collisions).await? {
+            history::Created::Ok => Ok(hash),
+            history::Created::Collision => Err(DaemonSetError::Collision(rev.name_any())),
         }
     }
 
@@ -484,14 +466,8 @@ impl Controller {
                 .get(REVISION_HASH_LABEL)
                 .is_some_and(|h| in_use.contains(h.as_str()))
         };
-        let refs: Vec<&ControllerRevision> = revs.iter().map(|r| &**r).collect();
-        let api: Api<ControllerRevision> =
-            Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
-        for r in history::revisions_to_prune(&refs, &live, limit) {
-            if let Err(e) = api.delete(&r.name_any(), &DeleteParams::default()).await {
-                tracing::debug!(revision = %r.name_any(), error = %e, "deleting an old revision failed");
-            }
-        }
+        let ns = ds.namespace().unwrap_or_default();
+        history::prune(&self.client, &ns, revs, &live, limit).await;
     }
 
     /// Writes the status when it changed; returns whether some ready pods

@@ -390,10 +390,7 @@ impl Controller {
                 }
                 r.name_any()
             }
-            None => {
-                self.create_revision(set, &api, &template, data, next)
-                    .await?
-            }
+            None => self.create_revision(set, &template, data, next).await?,
         };
         let status_current = set.status.as_ref().and_then(|s| s.current_revision.clone());
         let current = status_current
@@ -418,7 +415,6 @@ impl Controller {
     async fn create_revision(
         &self,
         set: &StatefulSet,
-        api: &Api<ControllerRevision>,
         template: &PodTemplateSpec,
         data: serde_json::Value,
         revision: i64,
@@ -437,27 +433,9 @@ impl Controller {
             .labels
             .get_or_insert_with(Default::default)
             .insert(REVISION_HASH_LABEL.into(), hash);
-        match api.create(&PostParams::default(), &rev).await {
-            Ok(_) => Ok(name),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                let existing = api.get(&name).await?;
-                if is_controlled_by(&existing, set.metadata.uid.as_deref().unwrap_or_default())
-                    && history::data_matches(&existing, &data)
-                {
-                    return Ok(name);
-                }
-                let sets: Api<StatefulSet> =
-                    Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
-                let count = collisions.unwrap_or(0) + 1;
-                sets.patch_status(
-                    &set.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": {"collisionCount": count}})),
-                )
-                .await?;
-                Err(StatefulSetError::Collision(name))
-            }
-            Err(e) => Err(e.into()),
+        match history::create(&self.client, set, &rev, &data, collisions).await? {
+            history::Created::Ok => Ok(name),
+            history::Created::Collision => Err(StatefulSetError::Collision(name)),
         }
     }
 
@@ -481,14 +459,8 @@ impl Controller {
             .chain([r.current.as_str(), r.update.as_str()])
             .collect();
         let is_live = |rev: &ControllerRevision| live.contains(rev.name_any().as_str());
-        let refs: Vec<&ControllerRevision> = revs.iter().map(|r| &**r).collect();
-        let api: Api<ControllerRevision> =
-            Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
-        for rev in history::revisions_to_prune(&refs, &is_live, limit) {
-            if let Err(e) = api.delete(&rev.name_any(), &DeleteParams::default()).await {
-                tracing::debug!(revision = %rev.name_any(), error = %e, "deleting an old revision failed");
-            }
-        }
+        let ns = set.namespace().unwrap_or_default();
+        history::prune(&self.client, &ns, revs, &is_live, limit).await;
     }
 
     /// Writes the status when it changed (upstream
