@@ -50,11 +50,9 @@ use kube::{Client, ResourceExt};
 use crate::events::{self, Recorder};
 use crate::informers::Change;
 use crate::manager::{run_workers, Context, Running};
+use crate::replicaset::apply_claim;
 use crate::replicaset::logic::claim;
-use crate::replicaset::{api_message, is_not_found, patch_owner_refs};
-use crate::util::{
-    controller_of, controller_ref_to, is_deleting, key_of, selector_matches, split_key,
-};
+use crate::util::{controller_of, is_deleting, key_of, selector_matches, split_key};
 use sync::Rollout;
 use util::*;
 
@@ -242,46 +240,7 @@ impl Controller {
         if c.adopt.is_empty() && c.release.is_empty() {
             return Ok(owned);
         }
-        let api: Api<ReplicaSet> =
-            Api::namespaced(self.client.clone(), ns.as_deref().unwrap_or_default());
-        let uid = d.metadata.uid.clone().unwrap_or_default();
-        let mut errors = Vec::new();
-        if !c.adopt.is_empty() {
-            let fresh = Api::<Deployment>::namespaced(
-                self.client.clone(),
-                ns.as_deref().unwrap_or_default(),
-            )
-            .get_opt(&d.name_any())
-            .await?;
-            if fresh.is_some_and(|f| {
-                f.metadata.uid.as_deref() == Some(uid.as_str()) && !is_deleting(&f)
-            }) {
-                for rs in &c.adopt {
-                    let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
-                    refs.push(controller_ref_to(d));
-                    match patch_owner_refs(&api, *rs, refs).await {
-                        Ok(r) => owned.push(r),
-                        Err(e) if is_not_found(&e) => {}
-                        Err(e) => errors.push(api_message(&e)),
-                    }
-                }
-            }
-        }
-        for rs in &c.release {
-            let refs: Vec<_> = rs
-                .metadata
-                .owner_references
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|r| r.uid != uid)
-                .collect();
-            if let Err(e) = patch_owner_refs(&api, *rs, refs).await {
-                if !is_not_found(&e) {
-                    errors.push(api_message(&e));
-                }
-            }
-        }
+        let errors = apply_claim(&self.client, d, &c, &mut owned).await?;
         if errors.is_empty() {
             Ok(owned)
         } else {

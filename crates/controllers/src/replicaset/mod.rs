@@ -94,6 +94,72 @@ where
     .await
 }
 
+/// Carries out a [`logic::Claim`] for `owner` (upstream's
+/// ControllerRefManager): adopts the orphans, only while a fresh read shows
+/// the owner's same incarnation not being deleted (RecheckDeletionTimestamp),
+/// and releases the objects that stopped matching. Adopted objects are
+/// appended to `owned`; the messages of failed patches are returned (objects
+/// gone meanwhile are not failures).
+pub(crate) async fn apply_claim<O, K>(
+    client: &Client,
+    owner: &O,
+    claim: &logic::Claim<'_, K>,
+    owned: &mut Vec<K>,
+) -> Result<Vec<String>, kube::Error>
+where
+    O: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut errors = Vec::new();
+    if claim.adopt.is_empty() && claim.release.is_empty() {
+        return Ok(errors);
+    }
+    let ns = owner.namespace().unwrap_or_default();
+    let uid = owner.meta().uid.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    if !claim.adopt.is_empty() {
+        let fresh = Api::<O>::namespaced(client.clone(), &ns)
+            .get_opt(&owner.name_any())
+            .await?;
+        let can_adopt = fresh.is_some_and(|f| {
+            f.meta().uid.as_deref() == Some(uid.as_str()) && !crate::util::is_deleting(&f)
+        });
+        if can_adopt {
+            for obj in &claim.adopt {
+                let mut refs = obj.meta().owner_references.clone().unwrap_or_default();
+                refs.push(crate::util::controller_ref_to(owner));
+                match patch_owner_refs(&api, *obj, refs).await {
+                    Ok(o) => owned.push(o),
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => errors.push(api_message(&e)),
+                }
+            }
+        }
+    }
+    for obj in &claim.release {
+        let refs: Vec<_> = obj
+            .meta()
+            .owner_references
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.uid != uid)
+            .collect();
+        match patch_owner_refs(&api, *obj, refs).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => errors.push(api_message(&e)),
+        }
+    }
+    Ok(errors)
+}
+
 struct Controller {
     client: Client,
     sets: Store<ReplicaSet>,
@@ -329,49 +395,7 @@ impl Controller {
         claim: &logic::Claim<'_, Pod>,
         owned: &mut Vec<Pod>,
     ) -> Result<(), ReplicaSetError> {
-        if claim.adopt.is_empty() && claim.release.is_empty() {
-            return Ok(());
-        }
-        let ns = rs.namespace().unwrap_or_default();
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let mut errors = Vec::new();
-        if !claim.adopt.is_empty() {
-            // Upstream's RecheckDeletionTimestamp: adopt only for a live,
-            // current incarnation of the ReplicaSet.
-            let fresh = Api::<ReplicaSet>::namespaced(self.client.clone(), &ns)
-                .get_opt(&rs.name_any())
-                .await?;
-            let can_adopt = fresh.is_some_and(|f| {
-                f.metadata.uid.as_deref() == Some(uid.as_str()) && !crate::util::is_deleting(&f)
-            });
-            if can_adopt {
-                for pod in &claim.adopt {
-                    let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-                    refs.push(crate::util::controller_ref_to(rs));
-                    match patch_owner_refs(&pods, *pod, refs).await {
-                        Ok(p) => owned.push(p),
-                        Err(e) if is_not_found(&e) => {}
-                        Err(e) => errors.push(api_message(&e)),
-                    }
-                }
-            }
-        }
-        for pod in &claim.release {
-            let refs: Vec<_> = pod
-                .metadata
-                .owner_references
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|r| r.uid != uid)
-                .collect();
-            match patch_owner_refs(&pods, *pod, refs).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => errors.push(api_message(&e)),
-            }
-        }
+        let errors = apply_claim(&self.client, rs, claim, owned).await?;
         if errors.is_empty() {
             Ok(())
         } else {
