@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod heartbeat;
 pub mod ipam;
+pub mod kubelet;
 pub mod lifecycle;
 pub mod maxpods;
 pub mod pods;
