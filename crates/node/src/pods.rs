@@ -223,10 +223,55 @@ impl PodManager {
         if let Some(w) = t.wake {
             self.timers.remove(&(w, uid.to_string()));
         }
-        if !t.done {
+        if self.runtime.reports_status() {
+            if let Some(n) = self.nodes.get_mut(&t.node) {
+                n.active = n.active.saturating_sub(1);
+            }
+            let runtime = self.runtime.clone();
+            let uid = uid.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = runtime.stop_pod_within(&uid, None).await {
+                    tracing::warn!(uid, error = %e, "stop failed");
+                }
+            });
+        } else if !t.done {
             self.finish(&t.node, t.ip, uid).await;
         }
         tracing::debug!(pod = %t.name, ns = %t.namespace, "pod forgotten");
+    }
+
+    /// Graceful deletion by a runtime that reports status: stop within the
+    /// pod's grace period in the background, then delete the pod object.
+    fn delete_gracefully(&mut self, pod: &Pod, uid: &str, ns: &str, name: &str) {
+        let node = self.pods.remove(uid).map(|t| {
+            if let Some(w) = t.wake {
+                self.timers.remove(&(w, uid.to_string()));
+            }
+            t.node
+        });
+        if let Some(n) = node.and_then(|node| self.nodes.get_mut(&node)) {
+            n.active = n.active.saturating_sub(1);
+        }
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+        let runtime = self.runtime.clone();
+        let poster = self.poster.clone();
+        let (uid, ns, name) = (uid.to_string(), ns.to_string(), name.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = runtime.stop_pod_within(&uid, grace).await {
+                tracing::warn!(uid, error = %e, "stop failed");
+            }
+            poster.submit(
+                uid.clone(),
+                Job::DeletePod {
+                    namespace: ns,
+                    name,
+                    uid,
+                },
+            );
+        });
     }
 
     /// Stops the pod's containers and gives back its slot and address.
@@ -273,6 +318,12 @@ impl PodManager {
             }
         }
         if pod.metadata.deletion_timestamp.is_some() {
+            if self.runtime.reports_status() {
+                if self.nodes.contains_key(node) {
+                    self.delete_gracefully(pod, uid, ns, name);
+                }
+                return;
+            }
             // Graceful deletion: stop, then delete with grace period 0.
             self.forget(uid).await;
             if self.nodes.contains_key(node) {
@@ -304,10 +355,11 @@ impl PodManager {
         ) {
             return;
         }
-        let Some(ipam) = n.ipam.as_mut() else {
+        let reports = self.runtime.reports_status();
+        if !reports && n.ipam.is_none() {
             n.waiting.insert(uid.to_string(), pod.clone());
             return;
-        };
+        }
         if n.active >= n.max_pods as usize {
             tracing::warn!(
                 pod = name,
@@ -319,6 +371,32 @@ impl PodManager {
             self.post(ns, name, uid, status::out_of_pods_status(max));
             return;
         }
+        if reports {
+            if let Err(e) = self.runtime.start_pod(pod).await {
+                tracing::warn!(pod = name, error = %e, "start failed");
+                return;
+            }
+            n.active += 1;
+            self.pods.insert(
+                uid.to_string(),
+                Tracked {
+                    node: node.to_string(),
+                    name: name.to_string(),
+                    namespace: ns.to_string(),
+                    ip: None,
+                    policy: RestartPolicy::of(pod),
+                    restarts: Vec::new(),
+                    posted: None,
+                    ready_since: Timestamp::now(),
+                    done: true,
+                    wake: None,
+                },
+            );
+            return;
+        }
+        let Some(ipam) = n.ipam.as_mut() else {
+            return;
+        };
         // A pod this process ran before a restart keeps its address.
         let ip = match st
             .and_then(|s| s.pod_ip.as_deref())

@@ -122,6 +122,20 @@ pub trait Runtime: Send + Sync {
     /// How long until the pod's status may change on its own (without a
     /// pod update); `None`: only on updates. The agent looks again then.
     fn next_change(&self, uid: &str) -> Option<Duration>;
+    /// Whether the runtime runs the whole pod lifecycle itself (addresses,
+    /// restarts, status posts): the agent then only admits, starts, updates
+    /// and stops pods.
+    fn reports_status(&self) -> bool {
+        false
+    }
+    /// Stops the pod within `grace` (the pod's own period when `None`).
+    async fn stop_pod_within(
+        &self,
+        uid: &str,
+        _grace: Option<Duration>,
+    ) -> Result<(), RuntimeError> {
+        self.stop_pod(uid).await
+    }
 }
 
 /// Parses durations like `500ms`, `2s`, `1m`, `1h`.

@@ -5,8 +5,14 @@
 
 pub mod backend;
 pub mod env;
+pub mod events;
 pub mod hosts;
 pub mod payload;
+pub mod podstatus;
 pub mod probe;
+pub mod runtime;
+pub mod sources;
 pub mod spec;
+mod start;
 pub mod volumes;
+pub mod worker;

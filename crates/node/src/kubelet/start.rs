@@ -1,0 +1,861 @@
+//! The pod worker's side effects: the network sandbox and its hosts files,
+//! volumes, pulling images (with ErrImagePull / ImagePullBackOff), creating
+//! and starting containers (CreateContainerConfigError, StartError,
+//! crash-loop back-off), probes and lifecycle hooks, re-adopting containers
+//! after an agent restart, and tearing the pod down.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
+use k8s_openapi::jiff::Timestamp;
+use tokio::time::Instant;
+
+use super::backend::{ContainerService, MountSpec, PortMapping, RunSpec, RunState, Sandbox};
+use super::podstatus::CState;
+use super::probe::{self, Kind};
+use super::worker::{
+    has_probe, Internal, Worker, LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE, LABEL_POD_UID,
+};
+use super::{env, hosts, sources, spec, volumes};
+use crate::lifecycle::BACKOFF_MAX;
+
+/// Upstream's cap of termination messages.
+const MAX_TERMINATION_MESSAGE: usize = 4096;
+
+struct ExecIn {
+    containers: Arc<dyn ContainerService>,
+    id: String,
+}
+
+#[async_trait::async_trait]
+impl probe::Exec for ExecIn {
+    async fn exec(&self, cmd: &[String], timeout: Duration) -> Result<(i32, String), String> {
+        self.containers.exec(&self.id, cmd, timeout).await
+    }
+}
+
+fn next_backoff(b: Duration) -> Duration {
+    if b.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        (b * 2).min(BACKOFF_MAX)
+    }
+}
+
+impl Worker {
+    fn sandbox_file(&self) -> PathBuf {
+        self.dir.join("sandbox.json")
+    }
+
+    fn host_network(&self) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+    }
+
+    /// Picks up containers and the sandbox of this pod left by an earlier
+    /// run of the agent.
+    pub(super) async fn adopt(&mut self) {
+        if let Ok(b) = std::fs::read(self.sandbox_file()) {
+            if let Ok(sb) = serde_json::from_slice::<Sandbox>(&b) {
+                if self.deps.network.exists(&sb).await || sb.netns.as_os_str().is_empty() {
+                    self.sources.pod_ip = sb.ip.to_string();
+                    self.sandbox = Some(sb);
+                }
+            }
+        }
+        let mut newest: std::collections::HashMap<String, (u32, String)> = Default::default();
+        for (id, labels) in self.deps.containers.list().await {
+            if labels.get(LABEL_POD_UID) != Some(&self.uid) {
+                continue;
+            }
+            let (Some(name), Some(attempt)) = (
+                labels.get(LABEL_CONTAINER),
+                labels
+                    .get(LABEL_ATTEMPT)
+                    .and_then(|a| a.parse::<u32>().ok()),
+            ) else {
+                continue;
+            };
+            let e = newest.entry(name.clone()).or_insert((attempt, id.clone()));
+            if attempt >= e.0 {
+                *e = (attempt, id);
+            }
+        }
+        if newest.is_empty() {
+            return;
+        }
+        let main_seen = self
+            .ctrs
+            .iter()
+            .any(|c| !c.init && newest.contains_key(&c.status.name));
+        for i in 0..self.ctrs.len() {
+            let name = self.ctrs[i].status.name.clone();
+            let Some((attempt, id)) = newest.get(&name).cloned() else {
+                if self.ctrs[i].init && !self.ctrs[i].sidecar && main_seen {
+                    self.ctrs[i].status.state = CState::Terminated {
+                        exit_code: 0,
+                        reason: "Completed".into(),
+                        message: String::new(),
+                        started_at: None,
+                        finished_at: Timestamp::now(),
+                    };
+                }
+                continue;
+            };
+            let c = &mut self.ctrs[i];
+            c.id = Some(id.clone());
+            c.attempt = attempt;
+            c.started_once = true;
+            c.status.restart_count = attempt as i32;
+            c.status.container_id = Some(format!("rkube://{id}"));
+            match self.deps.containers.state(&id).await {
+                Some(RunState::Running { started_at }) => {
+                    c.status.state = CState::Running { started_at };
+                    self.after_start(i, &id, true);
+                }
+                _ => {
+                    let tx = self.tx.clone();
+                    let _ = tx.send(Internal::Exited { name, id });
+                }
+            }
+        }
+    }
+
+    /// Creates the pod's network (once); false while it is not there.
+    pub(super) async fn ensure_sandbox(&mut self) -> bool {
+        if self.sandbox.is_some() {
+            return true;
+        }
+        let _ = std::fs::create_dir_all(&self.dir);
+        let sb = if self.host_network() {
+            Sandbox {
+                ip: self
+                    .deps
+                    .cfg
+                    .host_ip
+                    .parse()
+                    .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+                netns: PathBuf::new(),
+            }
+        } else {
+            let ports = port_mappings(&self.pod);
+            match self
+                .deps
+                .network
+                .setup(&self.uid, &self.namespace(), &self.name(), &ports)
+                .await
+            {
+                Ok(sb) => sb,
+                Err(e) => {
+                    let pod = self.pod.clone();
+                    self.deps.events.emit(
+                        &pod,
+                        None,
+                        true,
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {e}"),
+                    );
+                    self.at(Duration::from_secs(2));
+                    return false;
+                }
+            }
+        };
+        if let Ok(b) = serde_json::to_vec(&sb) {
+            let _ = std::fs::write(self.sandbox_file(), b);
+        }
+        let ip = sb.ip.to_string();
+        let cfg = &self.deps.cfg;
+        let files = [
+            (
+                "hosts",
+                hosts::hosts_file(&self.pod, &ip, &cfg.cluster_domain, &cfg.host_hosts),
+            ),
+            (
+                "resolv.conf",
+                hosts::resolv_conf(
+                    &self.pod,
+                    &cfg.cluster_dns,
+                    &cfg.cluster_domain,
+                    &cfg.host_resolv,
+                ),
+            ),
+            ("hostname", format!("{}\n", hosts::hostname(&self.pod))),
+        ];
+        for (f, text) in files {
+            let _ = std::fs::write(self.dir.join(f), text);
+        }
+        self.sources.pod_ip = ip;
+        self.sandbox = Some(sb);
+        true
+    }
+
+    /// Sets up volumes (once); false while they cannot be.
+    pub(super) async fn ensure_volumes(&mut self) -> bool {
+        if self.volumes.is_some() {
+            return true;
+        }
+        if let Err(e) = sources::fetch(&self.deps.client, &self.pod, &mut self.sources).await {
+            tracing::warn!(pod = %self.name(), error = %e, "fetching volume sources");
+            self.at(Duration::from_secs(2));
+            return false;
+        }
+        match volumes::setup(
+            &self.pod,
+            &self.dir,
+            &self.sources,
+            self.deps.mounter.as_ref(),
+        ) {
+            Ok(v) => {
+                self.volumes = Some(v);
+                true
+            }
+            Err(e) => {
+                let pod = self.pod.clone();
+                let vol = match &e {
+                    volumes::VolumeError::Io(v, _) | volumes::VolumeError::Unsupported(v) => {
+                        v.clone()
+                    }
+                    _ => String::new(),
+                };
+                self.deps.events.emit(
+                    &pod,
+                    None,
+                    true,
+                    "FailedMount",
+                    &format!("MountVolume.SetUp failed for volume \"{vol}\" : {e}"),
+                );
+                self.at(Duration::from_secs(2));
+                false
+            }
+        }
+    }
+
+    /// Rewrites configMap/secret volumes whose sources changed.
+    pub(super) async fn refresh_volumes(&mut self) {
+        self.next_refresh = Instant::now() + Duration::from_secs(5);
+        let has = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .is_some_and(|v| v.iter().any(volumes::is_projected));
+        if !has {
+            return;
+        }
+        if sources::fetch(&self.deps.client, &self.pod, &mut self.sources)
+            .await
+            .is_ok()
+        {
+            let changed = volumes::refresh(&self.pod, &self.dir, &self.sources);
+            if !changed.is_empty() {
+                tracing::debug!(pod = %self.name(), ?changed, "volumes updated");
+            }
+        }
+    }
+
+    fn waiting(&mut self, i: usize, reason: &str, message: String) {
+        self.ctrs[i].status.state = CState::Waiting {
+            reason: reason.into(),
+            message,
+        };
+    }
+
+    /// Starts container `i` unless a back-off holds it.
+    pub(super) async fn ensure_started(&mut self, i: usize) {
+        let now = Instant::now();
+        let pod = self.pod.clone();
+        let name = self.ctrs[i].status.name.clone();
+        if let Some(at) = self.ctrs[i].restart_at.filter(|at| *at > now) {
+            let prev = self.ctrs[i].status.state.clone();
+            if let CState::Terminated { .. } = prev {
+                self.ctrs[i].status.last = Some(prev);
+                self.deps.events.emit(
+                    &pod,
+                    Some(&name),
+                    true,
+                    "BackOff",
+                    "Back-off restarting failed container",
+                );
+            }
+            let secs = at.saturating_duration_since(now).as_secs().max(1);
+            let msg = format!(
+                "back-off {}s restarting failed container={name} pod={}_{}({})",
+                secs,
+                self.name(),
+                self.namespace(),
+                self.uid
+            );
+            self.waiting(i, "CrashLoopBackOff", msg);
+            self.at_instant(at);
+            return;
+        }
+        if let Some(at) = self.ctrs[i].config_retry_at.filter(|at| *at > now) {
+            self.at_instant(at);
+            return;
+        }
+        let image_name = self.ctrs[i].spec.image.clone().unwrap_or_default();
+        // Images.
+        if let Some(at) = self.ctrs[i].image_retry_at.filter(|at| *at > now) {
+            self.waiting(
+                i,
+                "ImagePullBackOff",
+                format!("Back-off pulling image \"{image_name}\""),
+            );
+            self.at_instant(at);
+            return;
+        }
+        let image = match self.image(i, &image_name).await {
+            Some(img) => img,
+            None => return,
+        };
+        // Configuration.
+        let c = self.ctrs[i].spec.clone();
+        let run = match self.run_spec(i, &c, &image) {
+            Ok(r) => r,
+            Err(msg) => {
+                self.deps
+                    .events
+                    .emit(&pod, Some(&name), true, "Failed", &format!("Error: {msg}"));
+                self.waiting(i, "CreateContainerConfigError", msg);
+                self.ctrs[i].config_retry_at = Some(now + Duration::from_secs(2));
+                self.at(Duration::from_secs(2));
+                return;
+            }
+        };
+        // The previous container goes; its log stays for --previous.
+        if let Some(old) = self.ctrs[i].id.take() {
+            self.deps.containers.remove(&old).await;
+        }
+        let prev = self.ctrs[i].status.state.clone();
+        if self.ctrs[i].started_once {
+            if let CState::Terminated { .. } = prev {
+                self.ctrs[i].status.last = Some(prev);
+            }
+            self.ctrs[i].status.restart_count += 1;
+        }
+        self.ctrs[i].attempt = self.ctrs[i].status.restart_count as u32;
+        self.ctrs[i].started_once = true;
+        self.ctrs[i].restart_at = None;
+        self.ctrs[i].status.image_id = image.repo_digest.clone();
+        self.ctrs[i].status.container_id = Some(format!("rkube://{}", run.id));
+        self.ctrs[i].id = Some(run.id.clone());
+        self.deps.events.emit(
+            &pod,
+            Some(&name),
+            false,
+            "Created",
+            &format!("Created container: {name}"),
+        );
+        match self.deps.containers.start(&run).await {
+            Ok(()) => {
+                self.deps.events.emit(
+                    &pod,
+                    Some(&name),
+                    false,
+                    "Started",
+                    &format!("Started container {name}"),
+                );
+                self.ctrs[i].status.state = CState::Running {
+                    started_at: Timestamp::now(),
+                };
+                self.after_start(i, &run.id, false);
+                self.post_start_hook(i, &run.id).await;
+            }
+            Err(e) => {
+                self.deps
+                    .events
+                    .emit(&pod, Some(&name), true, "Failed", &format!("Error: {e}"));
+                self.ctrs[i].status.state = CState::Terminated {
+                    exit_code: 128,
+                    reason: "StartError".into(),
+                    message: e,
+                    started_at: None,
+                    finished_at: Timestamp::now(),
+                };
+                let c = &mut self.ctrs[i];
+                c.restart_at = Some(Instant::now() + c.backoff);
+                c.backoff = next_backoff(c.backoff);
+                self.at(Duration::ZERO);
+            }
+        }
+    }
+
+    /// The local image for container `i`, pulled per its pull policy.
+    async fn image(&mut self, i: usize, image: &str) -> Option<super::backend::ImageInfo> {
+        let pod = self.pod.clone();
+        let name = self.ctrs[i].status.name.clone();
+        let policy = self.ctrs[i]
+            .spec
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| {
+                let tag_latest = !image.contains('@')
+                    && image
+                        .rsplit('/')
+                        .next()
+                        .is_some_and(|last| !last.contains(':') || last.ends_with(":latest"));
+                if tag_latest { "Always" } else { "IfNotPresent" }.to_string()
+            });
+        let present = self.deps.images.get(image).await;
+        if policy == "Never" || (policy == "IfNotPresent" && present.is_some()) {
+            return match present {
+                Some(img) => {
+                    self.deps.events.emit(
+                        &pod,
+                        Some(&name),
+                        false,
+                        "Pulled",
+                        &format!("Container image \"{image}\" already present on machine"),
+                    );
+                    Some(img)
+                }
+                None => {
+                    let msg = format!(
+                        "Container image \"{image}\" is not present with pull policy of Never"
+                    );
+                    self.deps
+                        .events
+                        .emit(&pod, Some(&name), true, "ErrImageNeverPull", &msg);
+                    self.waiting(i, "ErrImageNeverPull", msg);
+                    self.at(Duration::from_secs(10));
+                    None
+                }
+            };
+        }
+        self.deps.events.emit(
+            &pod,
+            Some(&name),
+            false,
+            "Pulling",
+            &format!("Pulling image \"{image}\""),
+        );
+        let secrets = sources::pull_secrets(&self.deps.client, &self.pod).await;
+        let started = std::time::Instant::now();
+        match self.deps.images.pull(image, &secrets).await {
+            Ok(img) => {
+                let took = started.elapsed().as_secs_f64();
+                self.deps.events.emit(&pod, Some(&name), false, "Pulled", &format!(
+                    "Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.",
+                    img.size
+                ));
+                self.ctrs[i].image_backoff = Duration::ZERO;
+                Some(img)
+            }
+            Err(e) => {
+                let msg = format!("Failed to pull image \"{image}\": {e}");
+                self.deps
+                    .events
+                    .emit(&pod, Some(&name), true, "Failed", &msg);
+                self.deps
+                    .events
+                    .emit(&pod, Some(&name), true, "Failed", "Error: ErrImagePull");
+                let reason = if matches!(e, super::backend::PullError::InvalidName(_)) {
+                    "InvalidImageName"
+                } else {
+                    "ErrImagePull"
+                };
+                self.waiting(i, reason, msg);
+                let c = &mut self.ctrs[i];
+                c.image_backoff = next_backoff(c.image_backoff);
+                c.image_retry_at = Some(Instant::now() + c.image_backoff);
+                let at = c.image_retry_at;
+                if let Some(at) = at {
+                    self.at_instant(at);
+                }
+                self.deps.events.emit(
+                    &pod,
+                    Some(&name),
+                    false,
+                    "BackOff",
+                    &format!("Back-off pulling image \"{image}\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn log_path(&self, container: &str, attempt: i32) -> PathBuf {
+        self.deps
+            .cfg
+            .logs_dir
+            .join(format!("{}_{}_{}", self.namespace(), self.name(), self.uid))
+            .join(container)
+            .join(format!("{attempt}.log"))
+    }
+
+    /// The run spec of container `i`; `Err` is a CreateContainerConfigError.
+    fn run_spec(
+        &mut self,
+        i: usize,
+        c: &Container,
+        image: &super::backend::ImageInfo,
+    ) -> Result<RunSpec, String> {
+        let environment = env::build(&self.pod, c, &self.sources).map_err(|e| e.to_string())?;
+        if !environment.invalid_names.is_empty() {
+            let pod = self.pod.clone();
+            self.deps.events.emit(&pod, Some(&c.name), true, "InvalidEnvironmentVariableNames",
+                &format!("Keys [{}] from the EnvFrom configMap {}/{} were skipped since they are considered invalid environment variable names.",
+                    environment.invalid_names.join(", "), self.namespace(), "source"));
+        }
+        let args = env::process_args(c, &image.entrypoint, &image.cmd, &environment);
+        if args.is_empty() {
+            return Err("no command specified".into());
+        }
+        let mut vars: Vec<(String, String)> = image
+            .env
+            .iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        if !vars.iter().any(|(k, _)| k == "PATH") {
+            vars.push((
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ));
+        }
+        vars.push(("HOSTNAME".into(), hosts::hostname(&self.pod)));
+        for (k, v) in &environment.vars {
+            match vars.iter_mut().find(|(n, _)| n == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => vars.push((k.clone(), v.clone())),
+            }
+        }
+        let vols = self.volumes.clone().unwrap_or_default();
+        let mut mounts = volumes::mounts(c, &vols, &self.pod).map_err(|e| e.to_string())?;
+        let covered = |p: &str, m: &[MountSpec]| m.iter().any(|x| x.destination == p);
+        for (file, dest) in [
+            ("hosts", "/etc/hosts"),
+            ("resolv.conf", "/etc/resolv.conf"),
+            ("hostname", "/etc/hostname"),
+        ] {
+            if !covered(dest, &mounts) {
+                mounts.push(MountSpec {
+                    source: self.dir.join(file),
+                    destination: dest.into(),
+                    read_only: false,
+                });
+            }
+        }
+        let term_path = c
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        let term_file = self.dir.join("termination").join(&c.name);
+        let _ = std::fs::create_dir_all(self.dir.join("termination"));
+        let _ = std::fs::write(&term_file, b"");
+        if !covered(&term_path, &mounts) {
+            mounts.push(MountSpec {
+                source: term_file,
+                destination: term_path,
+                read_only: false,
+            });
+        }
+        let restart_count =
+            self.ctrs[i].status.restart_count + i32::from(self.ctrs[i].started_once);
+        let id = format!("{}-{}-{}", self.uid, c.name, restart_count);
+        let mut run = RunSpec {
+            id,
+            labels: [
+                (LABEL_POD_UID.to_string(), self.uid.clone()),
+                (LABEL_POD_NAME.to_string(), self.name()),
+                (LABEL_POD_NAMESPACE.to_string(), self.namespace()),
+                (LABEL_CONTAINER.to_string(), c.name.clone()),
+                (LABEL_ATTEMPT.to_string(), restart_count.to_string()),
+            ]
+            .into(),
+            layers: image.layers.clone(),
+            args,
+            env: vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: c
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| {
+                    if image.working_dir.is_empty() {
+                        "/".into()
+                    } else {
+                        image.working_dir.clone()
+                    }
+                }),
+            hostname: hosts::hostname(&self.pod),
+            netns: self
+                .sandbox
+                .as_ref()
+                .map(|s| s.netns.clone())
+                .filter(|p| !p.as_os_str().is_empty()),
+            mounts,
+            cgroup_parent: format!("/rkube/pod{}", self.uid),
+            log_path: self.log_path(&c.name, restart_count),
+            tty: c.tty.unwrap_or(false),
+            stdin: c.stdin.unwrap_or(false),
+            ..Default::default()
+        };
+        spec::apply(&mut run, &self.pod, c, image).map_err(|e| e.to_string())?;
+        if let Some(parent) = run.log_path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        // Keep only the previous attempt's log.
+        if restart_count >= 2 {
+            let _ = std::fs::remove_file(self.log_path(&c.name, restart_count - 2));
+        }
+        Ok(run)
+    }
+
+    /// After a container runs: its exit watcher and probes.
+    pub(super) fn after_start(&mut self, i: usize, id: &str, adopted: bool) {
+        let c = &mut self.ctrs[i];
+        let has_startup = has_probe(&c.spec, Kind::Startup);
+        c.status.started = !has_startup;
+        c.started_flag.store(!has_startup, Ordering::SeqCst);
+        c.status.ready = !has_startup && !has_probe(&c.spec, Kind::Readiness);
+        let _ = adopted;
+        let containers = self.deps.containers.clone();
+        let tx = self.tx.clone();
+        let (name, cid) = (c.status.name.clone(), id.to_string());
+        c.tasks.push(tokio::spawn(async move {
+            containers.wait(&cid).await;
+            let _ = tx.send(Internal::Exited { name, id: cid });
+        }));
+        let ip = self.sources.pod_ip.clone();
+        let probes = [
+            (Kind::Startup, c.spec.startup_probe.clone()),
+            (Kind::Liveness, c.spec.liveness_probe.clone()),
+            (Kind::Readiness, c.spec.readiness_probe.clone()),
+        ];
+        for (kind, p) in probes {
+            let Some(p) = p else { continue };
+            let spec = probe::spec(kind, &p, &c.spec, &ip);
+            let exec = ExecIn {
+                containers: self.deps.containers.clone(),
+                id: id.to_string(),
+            };
+            let tx = self.tx.clone();
+            let started = c.started_flag.clone();
+            let (name, cid) = (c.status.name.clone(), id.to_string());
+            c.tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(spec.initial_delay).await;
+                let mut tracker = probe::Tracker::new(&spec);
+                loop {
+                    if kind == Kind::Startup || started.load(Ordering::SeqCst) {
+                        let (ok, message) =
+                            probe::run_once(&spec.action, spec.timeout, &exec).await;
+                        let flipped = tracker.record(ok).is_some();
+                        if flipped || !ok {
+                            let _ = tx.send(Internal::Probe {
+                                name: name.clone(),
+                                id: cid.clone(),
+                                kind,
+                                ok,
+                                flipped,
+                                message,
+                            });
+                        }
+                        if kind == Kind::Startup && tracker.result {
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(spec.period).await;
+                }
+            }));
+        }
+    }
+
+    async fn post_start_hook(&mut self, i: usize, id: &str) {
+        let Some(h) = self.ctrs[i]
+            .spec
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.clone())
+        else {
+            return;
+        };
+        if let Err(msg) = self.run_hook(&h, i, id, Duration::from_secs(30)).await {
+            let pod = self.pod.clone();
+            let name = self.ctrs[i].status.name.clone();
+            self.deps
+                .events
+                .emit(&pod, Some(&name), true, "FailedPostStartHook", &msg);
+            let containers = self.deps.containers.clone();
+            let id = id.to_string();
+            tokio::spawn(async move { containers.stop(&id, Duration::from_secs(2)).await });
+        }
+    }
+
+    async fn run_hook(
+        &self,
+        h: &LifecycleHandler,
+        i: usize,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let action = if let Some(e) = &h.exec {
+            probe::Action::Exec(e.command.clone().unwrap_or_default())
+        } else if let Some(hg) = &h.http_get {
+            let p = k8s_openapi::api::core::v1::Probe {
+                http_get: Some(hg.clone()),
+                ..Default::default()
+            };
+            probe::spec(Kind::Liveness, &p, &self.ctrs[i].spec, &self.sources.pod_ip).action
+        } else if let Some(s) = &h.sleep {
+            tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64).min(timeout)).await;
+            return Ok(());
+        } else {
+            return Ok(());
+        };
+        let exec = ExecIn {
+            containers: self.deps.containers.clone(),
+            id: id.to_string(),
+        };
+        match probe::run_once(&action, timeout, &exec).await {
+            (true, _) => Ok(()),
+            (false, msg) => Err(msg),
+        }
+    }
+
+    /// Reads and clears the container's termination message.
+    pub(super) async fn termination_message(&self, name: &str) -> String {
+        let f = self.dir.join("termination").join(name);
+        let mut msg = std::fs::read(&f)
+            .map(|mut b| {
+                b.truncate(MAX_TERMINATION_MESSAGE);
+                String::from_utf8_lossy(&b).into_owned()
+            })
+            .unwrap_or_default();
+        let fallback = self
+            .ctrs
+            .iter()
+            .find(|c| c.status.name == name)
+            .and_then(|c| c.spec.termination_message_policy.clone());
+        if msg.is_empty() && fallback.as_deref() == Some("FallbackToLogsOnError") {
+            let attempt = self
+                .ctrs
+                .iter()
+                .find(|c| c.status.name == name)
+                .map(|c| c.status.restart_count)
+                .unwrap_or(0);
+            if let Ok(text) = std::fs::read_to_string(self.log_path(name, attempt)) {
+                let lines: Vec<&str> = text.lines().rev().take(80).collect();
+                let raw: Vec<String> = lines
+                    .into_iter()
+                    .rev()
+                    .map(|l| l.splitn(4, ' ').nth(3).unwrap_or("").to_string())
+                    .collect();
+                msg = raw.join("\n");
+                if msg.len() > 2048 {
+                    msg = msg[msg.len() - 2048..].to_string();
+                }
+            }
+        }
+        msg
+    }
+
+    /// Stops everything of the pod within `grace` and removes it.
+    pub(super) async fn terminate(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let pod = self.pod.clone();
+        let mut stops = Vec::new();
+        // Regular containers first, then sidecars in reverse order.
+        let mut order: Vec<usize> = (0..self.ctrs.len())
+            .filter(|i| !self.ctrs[*i].init)
+            .collect();
+        order.extend((0..self.ctrs.len()).filter(|i| self.ctrs[*i].sidecar).rev());
+        for i in order {
+            if !self.ctrs[i].running() {
+                continue;
+            }
+            let Some(id) = self.ctrs[i].id.clone() else {
+                continue;
+            };
+            let name = self.ctrs[i].status.name.clone();
+            self.deps.events.emit(
+                &pod,
+                Some(&name),
+                false,
+                "Killing",
+                &format!("Stopping container {name}"),
+            );
+            if let Some(h) = self.ctrs[i]
+                .spec
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.pre_stop.clone())
+            {
+                if let Err(msg) = self.run_hook(&h, i, &id, grace).await {
+                    self.deps
+                        .events
+                        .emit(&pod, Some(&name), true, "FailedPreStopHook", &msg);
+                }
+            }
+            self.ctrs[i].stop_tasks();
+            let containers = self.deps.containers.clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            stops.push(tokio::spawn(
+                async move { containers.stop(&id, left).await },
+            ));
+        }
+        for s in stops {
+            let _ = s.await;
+        }
+        for c in &mut self.ctrs {
+            c.stop_tasks();
+            if let Some(id) = c.id.take() {
+                self.deps.containers.remove(&id).await;
+            }
+        }
+        if self
+            .sandbox
+            .as_ref()
+            .is_some_and(|s| !s.netns.as_os_str().is_empty())
+        {
+            if let Err(e) = self
+                .deps
+                .network
+                .teardown(&self.uid, &self.namespace(), &self.name())
+                .await
+            {
+                tracing::warn!(pod = %self.name(), error = %e, "network teardown");
+            }
+        }
+        volumes::teardown(&self.pod, &self.dir, self.deps.mounter.as_ref());
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(self.deps.cfg.logs_dir.join(format!(
+            "{}_{}_{}",
+            self.namespace(),
+            self.name(),
+            self.uid
+        )));
+        self.deps.events.forget(&self.uid);
+    }
+}
+
+/// The pod's hostPorts.
+pub fn port_mappings(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<PortMapping> {
+    let mut out = Vec::new();
+    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+        for p in c.ports.iter().flatten() {
+            let Some(hp) = p.host_port.filter(|h| *h > 0) else {
+                continue;
+            };
+            out.push(PortMapping {
+                host_port: hp as u16,
+                container_port: p.container_port as u16,
+                protocol: p
+                    .protocol
+                    .clone()
+                    .unwrap_or_else(|| "TCP".into())
+                    .to_lowercase(),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
