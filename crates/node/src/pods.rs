@@ -115,6 +115,7 @@ impl PodManager {
         if n.ipam.is_some() {
             return;
         }
+        self.runtime.set_pod_cidr(cidr);
         match Ipam::new(cidr) {
             Ok(ipam) => n.ipam = Some(ipam),
             Err(e) => {
@@ -356,7 +357,7 @@ impl PodManager {
             return;
         }
         let reports = self.runtime.reports_status();
-        if !reports && n.ipam.is_none() {
+        if n.ipam.is_none() {
             n.waiting.insert(uid.to_string(), pod.clone());
             return;
         }

@@ -128,6 +128,8 @@ pub trait Runtime: Send + Sync {
     fn reports_status(&self) -> bool {
         false
     }
+    /// The node's pod CIDR, once known.
+    fn set_pod_cidr(&self, _cidr: &str) {}
     /// Stops the pod within `grace` (the pod's own period when `None`).
     async fn stop_pod_within(
         &self,

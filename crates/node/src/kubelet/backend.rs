@@ -156,6 +156,10 @@ pub struct Sandbox {
 /// Pod networks on the node.
 #[async_trait]
 pub trait NetworkService: Send + Sync {
+    /// The node's pod CIDR, once known (networks that need it wait).
+    fn set_pod_cidr(&self, _cidr: &str) -> Result<(), String> {
+        Ok(())
+    }
     /// Creates the pod's network namespace and attaches it.
     async fn setup(
         &self,

@@ -4,6 +4,7 @@
 //! small traits so it is testable without root.
 
 pub mod backend;
+pub mod cni_net;
 pub mod env;
 pub mod events;
 pub mod hosts;

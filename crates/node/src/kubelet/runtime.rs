@@ -84,6 +84,12 @@ impl Runtime for KubeletRuntime {
         true
     }
 
+    fn set_pod_cidr(&self, cidr: &str) {
+        if let Err(e) = self.deps.network.set_pod_cidr(cidr) {
+            tracing::error!(cidr, error = %e, "pod network setup failed");
+        }
+    }
+
     async fn stop_pod_within(
         &self,
         uid: &str,
