@@ -33,6 +33,10 @@ pub struct Pki {
     pub serving_key_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// The API server's client identity towards node agents
+    /// (`kube-apiserver-kubelet-client`, group `system:masters`).
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
@@ -137,7 +141,17 @@ pub fn ensure_pki(
             .signed_by(key, &issuer)?
             .pem())
     })?;
+    let (kubelet_client_cert_pem, kubelet_client_key_pem) =
+        load_or_issue(&pki, "apiserver-kubelet-client", |key| {
+            Ok(
+                client_cert_params("kube-apiserver-kubelet-client", &["system:masters"])?
+                    .signed_by(key, &issuer)?
+                    .pem(),
+            )
+        })?;
     Ok(Pki {
+        kubelet_client_cert_pem,
+        kubelet_client_key_pem,
         ca_cert_pem,
         serving_cert_pem,
         serving_key_pem,

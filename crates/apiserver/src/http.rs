@@ -40,6 +40,8 @@ pub struct ApiServer {
     pub server_address: String,
     pub ready: AtomicBool,
     pub bookmark_interval: Duration,
+    /// TLS client for proxying pod streams to node agents.
+    pub kubelet: crate::proxy::KubeletClient,
 }
 
 pub type Resp = Response<Body>;
@@ -181,6 +183,17 @@ async fn dispatch(
             String::new(),
         );
     };
+    if crate::proxy::is_streaming(&info) {
+        let verb = if info.subresource.as_deref() == Some("log") {
+            "GET"
+        } else {
+            "CONNECT"
+        };
+        let resp = crate::proxy::handle(&srv.rest, &srv.kubelet, &info, req)
+            .await
+            .unwrap_or_else(|e| error_response(&e));
+        return (resp, verb.to_string(), info.resource);
+    }
     // Upstream's `verb` label: the HTTP method, with GET split into
     // GET/LIST/WATCH.
     let verb = match info.verb {

@@ -16,6 +16,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod negotiate;
+pub mod proxy;
 pub mod request;
 pub mod rest;
 pub mod server;

@@ -31,6 +31,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
     #[error("storage: {0}")]
     Store(#[from] rkube_store::StoreError),
 }
@@ -129,6 +131,10 @@ pub async fn run(
         server_address: format!("{host}:{}", addr.port()),
         ready: Default::default(),
         bookmark_interval: config.bookmark_interval,
+        kubelet: crate::proxy::KubeletClient::new(
+            &pki.kubelet_client_cert_pem,
+            &pki.kubelet_client_key_pem,
+        )?,
     });
     srv.ready.store(true, Ordering::Relaxed);
     on_ready(&Started { addr, kubeconfig });

@@ -32,6 +32,9 @@ pub struct NodeConfig {
     pub taints: Vec<Taint>,
     /// `containerRuntimeVersion` reported in the node info.
     pub runtime_version: String,
+    /// Port of the agent's streaming server, reported in
+    /// `status.daemonEndpoints.kubeletEndpoint.Port` (API server proxying).
+    pub kubelet_port: Option<u16>,
 }
 
 /// The Go name of this machine's architecture.
@@ -59,6 +62,7 @@ impl NodeConfig {
             labels: BTreeMap::new(),
             taints: Vec::new(),
             runtime_version: format!("simulated://{}", env!("CARGO_PKG_VERSION")),
+            kubelet_port: None,
         }
     }
 

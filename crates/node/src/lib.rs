@@ -14,6 +14,7 @@ pub mod maxpods;
 pub mod pods;
 pub mod poster;
 pub mod runtime;
+pub mod server;
 pub mod sim;
 pub mod static_pods;
 pub mod status;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ContainerState as K8sContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, Node, NodeAddress, NodeCondition, NodeStatus,
-    NodeSystemInfo, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, DaemonEndpoint, HostIP, Node, NodeAddress,
+    NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -133,6 +133,9 @@ pub fn node_status(cfg: &NodeConfig, now: Timestamp) -> NodeStatus {
         addresses: Some(addresses(&cfg.node_name, &cfg.host_ip)),
         conditions: Some(node_conditions(now, now)),
         node_info: Some(node_info(&cfg.node_name, &cfg.arch, &cfg.runtime_version)),
+        daemon_endpoints: cfg.kubelet_port.map(|port| NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: port.into() }),
+        }),
         ..Default::default()
     }
 }

@@ -20,3 +20,4 @@ mod scheduler_rules;
 mod services_jobs;
 mod sets;
 mod simulated_nodes;
+mod streaming;
