@@ -45,7 +45,7 @@ impl RkubeServer {
             .arg("server")
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--no-agent"])
             .args(&opts.extra)
             .env("RKUBE_LOG", &opts.log)
             .stdin(Stdio::null())

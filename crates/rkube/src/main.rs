@@ -12,8 +12,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rkube_store::Store;
 
+mod agent_cmd;
 mod controller_manager_cmd;
+mod image_cmd;
 mod metrics_http;
+mod monitor_cmd;
 mod scheduler_cmd;
 
 #[derive(Parser)]
@@ -66,6 +69,17 @@ enum Cmd {
     Scheduler(scheduler_cmd::SchedulerArgs),
     /// Run the controllers alone (rkube server runs them in process).
     ControllerManager(controller_manager_cmd::ControllerManagerArgs),
+    /// Manage the node's image store.
+    Image(image_cmd::ImageArgs),
+}
+
+/// What runs a single node's containers.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum ContainerRuntimeKind {
+    /// Real containers: runc (or --runtime-binary), CNI, images.
+    Runc,
+    /// Simulated containers (no processes).
+    Simulated,
 }
 
 /// Flags of the components `rkube server` runs in process.
@@ -93,11 +107,24 @@ struct ServerSimArgs {
     /// KubeSchedulerConfiguration file for the in-process scheduler.
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
+    /// Do not run the node agent (real containers) in process.
+    #[arg(long)]
+    no_agent: bool,
+    /// Name of the in-process agent's node (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Pod CIDR of the in-process agent's node (default: allocated by the
+    /// node IPAM controller).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    #[command(flatten)]
+    agent: agent_cmd::RealAgentArgs,
 }
 
 /// Runs the in-process components once the API server is ready.
 async fn run_components(
     kubeconfig: PathBuf,
+    data_dir: PathBuf,
     sim: ServerSimArgs,
     scheduler_metrics: Arc<rkube_scheduler::metrics::SchedulerMetrics>,
     controller_metrics: Arc<rkube_controllers::ControllerMetrics>,
@@ -130,6 +157,25 @@ async fn run_components(
         });
     }
     let cfg = sim.heartbeat.engine_config();
+    if !sim.no_agent {
+        let name = sim.node_name.clone().unwrap_or_else(host_name);
+        let mut node = rkube_node::NodeConfig::new(name);
+        node.pod_cidr = sim.pod_cidr.clone();
+        (node.cpu, node.memory) = agent_cmd::host_capacity();
+        let ca = std::fs::read_to_string(data_dir.join("pki").join("ca.crt"))
+            .context("reading the cluster CA")?;
+        let root = sim
+            .agent
+            .agent_root_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("agent"));
+        let (agent_client, agent_cfg, args) = (client.clone(), cfg.clone(), sim.agent.clone());
+        set.spawn(async move {
+            agent_cmd::run(agent_client, node, agent_cfg, args, root, ca, None)
+                .await
+                .context("node agent")
+        });
+    }
     set.spawn(async move {
         rkube_node::sim::run(client, sim_cfg, cfg)
             .await
@@ -230,6 +276,12 @@ struct AgentArgs {
     file_check_frequency: Duration,
     #[command(flatten)]
     heartbeat: HeartbeatArgs,
+    /// What runs the node's containers (one node; --simulate always
+    /// simulates).
+    #[arg(long, value_enum, default_value = "runc")]
+    container_runtime: ContainerRuntimeKind,
+    #[command(flatten)]
+    real: agent_cmd::RealAgentArgs,
 }
 
 fn node_template(args: &AgentArgs, name: String) -> anyhow::Result<rkube_node::NodeConfig> {
@@ -276,7 +328,9 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                     template,
                     adopt_annotated: false,
                 };
-                rkube_node::sim::run(client, sim, cfg).await
+                rkube_node::sim::run(client, sim, cfg)
+                    .await
+                    .map_err(anyhow::Error::from)
             }
             None => {
                 let static_pods =
@@ -286,9 +340,28 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                             dir,
                             period: args.file_check_frequency,
                         });
+                if args.container_runtime == ContainerRuntimeKind::Runc {
+                    let ca = agent_cmd::kubeconfig_ca(&args.kubeconfig)?;
+                    let root = args
+                        .real
+                        .agent_root_dir
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("/var/lib/rkube/agent"));
+                    return agent_cmd::run(
+                        client,
+                        template,
+                        cfg,
+                        args.real.clone(),
+                        root,
+                        ca,
+                        static_pods,
+                    )
+                    .await;
+                }
                 let runtime = std::sync::Arc::new(rkube_node::SimulatedRuntime::new());
                 rkube_node::NodeAgent::run_with_runtime(client, template, cfg, runtime, static_pods)
                     .await
+                    .map_err(anyhow::Error::from)
             }
         }
     };
@@ -311,7 +384,19 @@ async fn shutdown_signal() {
     }
 }
 
+/// This host's name (the default node name).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 fn main() -> anyhow::Result<()> {
+    if let Some(code) = monitor_cmd::dispatch() {
+        std::process::exit(code);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
@@ -342,7 +427,7 @@ fn main() -> anyhow::Result<()> {
                         rkube_store::etcd::EtcdStore::connect(&etcd_endpoints).await.context("connecting to etcd")?,
                     ),
                 };
-                let mut config = rkube_apiserver::Config::new(data_dir, listen, store);
+                let mut config = rkube_apiserver::Config::new(data_dir.clone(), listen, store);
                 let scheduler_metrics = Arc::new(rkube_scheduler::metrics::SchedulerMetrics::new());
                 if !sim.disable_scheduler {
                     let m = scheduler_metrics.clone();
@@ -357,9 +442,10 @@ fn main() -> anyhow::Result<()> {
                 config.compaction_interval = Duration::from_secs(compaction_interval_seconds.max(1));
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<PathBuf>();
 
+                let components_dir = data_dir.clone();
                 let components = tokio::spawn(async move {
                     let Ok(kubeconfig) = ready_rx.await else { return Ok(()) };
-                    run_components(kubeconfig, sim, scheduler_metrics, controller_metrics).await
+                    run_components(kubeconfig, components_dir, sim, scheduler_metrics, controller_metrics).await
                 });
                 let server = rkube_apiserver::run(
                     config,
@@ -384,6 +470,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Agent(args) => run_agent(args).await,
             Cmd::Scheduler(args) => scheduler_cmd::main(args).await,
             Cmd::ControllerManager(args) => controller_manager_cmd::main(args).await,
+            Cmd::Image(args) => image_cmd::run(args).await,
         }
     })
 }

@@ -19,15 +19,21 @@ pub struct CniNetwork {
     cni: OnceLock<Arc<Cni>>,
     cache_dir: PathBuf,
     conf_dir: Option<PathBuf>,
+    bridge: String,
+    ipam_dir: PathBuf,
 }
 
 impl CniNetwork {
     /// `conf_dir`: use its first conflist instead of the generated network.
-    pub fn new(cache_dir: PathBuf, conf_dir: Option<PathBuf>) -> Self {
+    /// `state_dir` holds CNI results and host-local's allocations; the
+    /// generated network uses `bridge`.
+    pub fn new(state_dir: PathBuf, conf_dir: Option<PathBuf>, bridge: String) -> Self {
         CniNetwork {
             cni: OnceLock::new(),
-            cache_dir,
+            cache_dir: state_dir.join("results"),
+            ipam_dir: state_dir.join("networks"),
             conf_dir,
+            bridge,
         }
     }
 
@@ -36,8 +42,14 @@ impl CniNetwork {
             return Ok(());
         }
         let mut cfg = CniConfig::generated(cidr, self.cache_dir.clone());
-        if let Some(dir) = &self.conf_dir {
-            cfg.network = NetworkSource::ConfDir(dir.clone());
+        match &self.conf_dir {
+            Some(dir) => cfg.network = NetworkSource::ConfDir(dir.clone()),
+            None => {
+                let mut net = rkube_cni::DefaultNetwork::new(cidr);
+                net.bridge = self.bridge.clone();
+                net.ipam_data_dir = Some(self.ipam_dir.clone());
+                cfg.network = NetworkSource::Generated(net);
+            }
         }
         let cni = Cni::new(cfg).map_err(|e| e.to_string())?;
         let _ = self.cni.set(Arc::new(cni));

@@ -621,7 +621,7 @@ impl Worker {
         let containers = self.deps.containers.clone();
         let tx = self.tx.clone();
         let (name, cid) = (c.status.name.clone(), id.to_string());
-        c.tasks.push(tokio::spawn(async move {
+        c.watcher = Some(tokio::spawn(async move {
             containers.wait(&cid).await;
             let _ = tx.send(Internal::Exited { name, id: cid });
         }));
@@ -806,7 +806,7 @@ impl Worker {
             let _ = s.await;
         }
         for c in &mut self.ctrs {
-            c.stop_tasks();
+            c.stop_all_tasks();
             if let Some(id) = c.id.take() {
                 self.deps.containers.remove(&id).await;
             }

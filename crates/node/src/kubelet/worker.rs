@@ -105,7 +105,10 @@ pub(super) struct Ctr {
     pub image_backoff: Duration,
     pub image_retry_at: Option<Instant>,
     pub config_retry_at: Option<Instant>,
+    /// Probe tasks of the current container.
     pub tasks: Vec<JoinHandle<()>>,
+    /// The task waiting for the current container's exit.
+    pub watcher: Option<JoinHandle<()>>,
     pub started_flag: Arc<AtomicBool>,
 }
 
@@ -145,6 +148,7 @@ impl Ctr {
             image_retry_at: None,
             config_retry_at: None,
             tasks: Vec::new(),
+            watcher: None,
             started_flag: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -153,11 +157,20 @@ impl Ctr {
         matches!(self.status.state, CState::Running { .. })
     }
 
+    /// Stops the probes (the exit watcher keeps watching).
     pub fn stop_tasks(&mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
         }
         self.started_flag.store(false, Ordering::SeqCst);
+    }
+
+    /// Stops the probes and the exit watcher.
+    pub fn stop_all_tasks(&mut self) {
+        self.stop_tasks();
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
     }
 }
 
@@ -229,16 +242,27 @@ impl Worker {
             finished: false,
         };
         w.adopt().await;
+        let mut resync = true;
         loop {
-            w.wake = None;
-            if !w.finished {
-                w.sync().await;
+            if resync {
+                w.wake = None;
+                if !w.finished {
+                    w.sync().await;
+                }
             }
+            resync = true;
             w.post();
             let wake = w.wake;
             tokio::select! {
                 msg = inbox.recv() => match msg {
-                    Some(Msg::Update(p)) => w.pod = *p,
+                    Some(Msg::Update(p)) => {
+                        // Our own status posts come back as updates: only a
+                        // change of the spec or metadata calls for a sync.
+                        resync = p.spec != w.pod.spec
+                            || p.metadata.labels != w.pod.metadata.labels
+                            || p.metadata.annotations != w.pod.metadata.annotations;
+                        w.pod = *p;
+                    }
                     Some(Msg::Stop { grace, done }) => {
                         w.terminate(grace).await;
                         let _ = done.send(());
@@ -384,6 +408,7 @@ impl Worker {
             return;
         }
         c.stop_tasks();
+        c.watcher = None;
         let (exit_code, started_at, finished_at, oom) = match state {
             Some(RunState::Exited {
                 started_at,

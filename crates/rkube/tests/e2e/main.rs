@@ -4,6 +4,7 @@
 mod admission;
 mod api_semantics;
 mod common;
+mod containers;
 mod controller_manager;
 mod deployment;
 mod etcd_backend;

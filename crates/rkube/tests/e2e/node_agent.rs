@@ -190,6 +190,7 @@ fn agent_subcommand_registers_node() {
     .unwrap();
     let child = std::process::Command::new(crate::common::rkube_bin())
         .arg("agent")
+        .args(["--container-runtime", "simulated"])
         .arg("--kubeconfig")
         .arg(&s.kubeconfig)
         .args(["--node-name", "n2", "--pod-cidr", "10.244.2.0/24"])

@@ -60,7 +60,17 @@ impl Server {
         Self::start_with(&[])
     }
 
+    /// A server without the embedded real node agent (`--no-agent`).
     pub fn start_with(extra: &[&str]) -> Server {
+        let mut args = vec!["--no-agent"];
+        args.extend_from_slice(extra);
+        Self::start_with_agent(&args)
+    }
+
+    /// A server with whatever `extra` says about the embedded node agent
+    /// (by default it runs one, with real containers). Its pods are deleted
+    /// gracefully on drop so no container outlives the test.
+    pub fn start_with_agent(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (child, url) = spawn(dir.path(), "127.0.0.1:0", &extra);
@@ -184,6 +194,17 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if !self.extra_args.iter().any(|a| a == "--no-agent") {
+            let _ = self.kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "--all-namespaces",
+                "--grace-period=1",
+                "--wait=true",
+                "--timeout=60s",
+            ]);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
