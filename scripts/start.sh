@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Starts a single-node rkube cluster from this checkout: installs the build
-# prerequisite (protoc, for the etcd client's generated code) when missing,
-# builds rkube, and runs `rkube server` with its data in ./.rkube.
-# Extra arguments go to `rkube server` (e.g. --listen 0.0.0.0:6443).
+# Starts a single-node rkube cluster from this checkout: installs what is
+# missing (protoc, for the etcd client's generated code; runc, the CNI
+# plugins, iptables and iproute2 for the node agent's real containers),
+# builds rkube, and runs `rkube server` with its data in ./.rkube: the API
+# server, scheduler, controllers and a real node agent (run as root).
+# Extra arguments go to `rkube server` (e.g. --listen 0.0.0.0:6443, or
+# --no-agent --simulated-nodes 3 for simulated nodes only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v protoc >/dev/null 2>&1; then
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   else
-    echo "protoc is missing: sudo apt-get install -y protobuf-compiler" >&2
+    echo "missing: ${need[*]} (sudo apt-get install -y ${need[*]})" >&2
     exit 1
   fi
 fi
 cargo build --release -p rkube
-exec ./target/release/rkube server --data-dir "$PWD/.rkube" --simulated-nodes 1 "$@"
+exec ./target/release/rkube server --data-dir "$PWD/.rkube" "$@"
