@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod cni_net;
+mod create;
 pub mod env;
 pub mod events;
 pub mod hosts;
@@ -19,5 +20,6 @@ pub mod sources;
 pub mod spec;
 mod start;
 pub mod streaming;
+mod teardown;
 pub mod volumes;
 pub mod worker;

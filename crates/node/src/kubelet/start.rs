@@ -9,26 +9,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use k8s_openapi::jiff::Timestamp;
 use tokio::time::Instant;
 
-use super::backend::{ContainerService, MountSpec, PortMapping, RunSpec, RunState, Sandbox};
+use super::backend::{ContainerService, PortMapping, RunState, Sandbox};
 use super::podstatus::CState;
 use super::probe::{self, Kind};
-use super::worker::{
-    has_probe, Internal, Worker, LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_POD_NAME,
-    LABEL_POD_NAMESPACE, LABEL_POD_UID,
-};
-use super::{env, hosts, sources, spec, volumes};
+use super::worker::{has_probe, Internal, Worker, LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_POD_UID};
+use super::{hosts, sources, volumes};
 use crate::lifecycle::BACKOFF_MAX;
 
-/// Upstream's cap of termination messages.
-const MAX_TERMINATION_MESSAGE: usize = 4096;
-
-struct ExecIn {
-    containers: Arc<dyn ContainerService>,
-    id: String,
+pub(super) struct ExecIn {
+    pub containers: Arc<dyn ContainerService>,
+    pub id: String,
 }
 
 #[async_trait::async_trait]
@@ -38,7 +31,7 @@ impl probe::Exec for ExecIn {
     }
 }
 
-fn next_backoff(b: Duration) -> Duration {
+pub(super) fn next_backoff(b: Duration) -> Duration {
     if b.is_zero() {
         Duration::from_secs(10)
     } else {
@@ -260,7 +253,7 @@ impl Worker {
         }
     }
 
-    fn waiting(&mut self, i: usize, reason: &str, message: String) {
+    pub(super) fn waiting(&mut self, i: usize, reason: &str, message: String) {
         self.ctrs[i].status.state = CState::Waiting {
             reason: reason.into(),
             message,
@@ -387,229 +380,6 @@ impl Worker {
         }
     }
 
-    /// The local image for container `i`, pulled per its pull policy.
-    async fn image(&mut self, i: usize, image: &str) -> Option<super::backend::ImageInfo> {
-        let pod = self.pod.clone();
-        let name = self.ctrs[i].status.name.clone();
-        let policy = self.ctrs[i]
-            .spec
-            .image_pull_policy
-            .clone()
-            .unwrap_or_else(|| {
-                let tag_latest = !image.contains('@')
-                    && image
-                        .rsplit('/')
-                        .next()
-                        .is_some_and(|last| !last.contains(':') || last.ends_with(":latest"));
-                if tag_latest { "Always" } else { "IfNotPresent" }.to_string()
-            });
-        let present = self.deps.images.get(image).await;
-        if policy == "Never" || (policy == "IfNotPresent" && present.is_some()) {
-            return match present {
-                Some(img) => {
-                    self.deps.events.emit(
-                        &pod,
-                        Some(&name),
-                        false,
-                        "Pulled",
-                        &format!("Container image \"{image}\" already present on machine"),
-                    );
-                    Some(img)
-                }
-                None => {
-                    let msg = format!(
-                        "Container image \"{image}\" is not present with pull policy of Never"
-                    );
-                    self.deps
-                        .events
-                        .emit(&pod, Some(&name), true, "ErrImageNeverPull", &msg);
-                    self.waiting(i, "ErrImageNeverPull", msg);
-                    self.at(Duration::from_secs(10));
-                    None
-                }
-            };
-        }
-        self.deps.events.emit(
-            &pod,
-            Some(&name),
-            false,
-            "Pulling",
-            &format!("Pulling image \"{image}\""),
-        );
-        let secrets = sources::pull_secrets(&self.deps.client, &self.pod).await;
-        let started = std::time::Instant::now();
-        match self.deps.images.pull(image, &secrets).await {
-            Ok(img) => {
-                let took = started.elapsed().as_secs_f64();
-                self.deps.events.emit(&pod, Some(&name), false, "Pulled", &format!(
-                    "Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.",
-                    img.size
-                ));
-                self.ctrs[i].image_backoff = Duration::ZERO;
-                Some(img)
-            }
-            Err(e) => {
-                let msg = format!("Failed to pull image \"{image}\": {e}");
-                self.deps
-                    .events
-                    .emit(&pod, Some(&name), true, "Failed", &msg);
-                self.deps
-                    .events
-                    .emit(&pod, Some(&name), true, "Failed", "Error: ErrImagePull");
-                let reason = if matches!(e, super::backend::PullError::InvalidName(_)) {
-                    "InvalidImageName"
-                } else {
-                    "ErrImagePull"
-                };
-                self.waiting(i, reason, msg);
-                let c = &mut self.ctrs[i];
-                c.image_backoff = next_backoff(c.image_backoff);
-                c.image_retry_at = Some(Instant::now() + c.image_backoff);
-                let at = c.image_retry_at;
-                if let Some(at) = at {
-                    self.at_instant(at);
-                }
-                self.deps.events.emit(
-                    &pod,
-                    Some(&name),
-                    false,
-                    "BackOff",
-                    &format!("Back-off pulling image \"{image}\""),
-                );
-                None
-            }
-        }
-    }
-
-    fn log_path(&self, container: &str, attempt: i32) -> PathBuf {
-        self.deps
-            .cfg
-            .logs_dir
-            .join(format!("{}_{}_{}", self.namespace(), self.name(), self.uid))
-            .join(container)
-            .join(format!("{attempt}.log"))
-    }
-
-    /// The run spec of container `i`; `Err` is a CreateContainerConfigError.
-    fn run_spec(
-        &mut self,
-        i: usize,
-        c: &Container,
-        image: &super::backend::ImageInfo,
-    ) -> Result<RunSpec, String> {
-        let environment = env::build(&self.pod, c, &self.sources).map_err(|e| e.to_string())?;
-        if !environment.invalid_names.is_empty() {
-            let pod = self.pod.clone();
-            self.deps.events.emit(&pod, Some(&c.name), true, "InvalidEnvironmentVariableNames",
-                &format!("Keys [{}] from the EnvFrom configMap {}/{} were skipped since they are considered invalid environment variable names.",
-                    environment.invalid_names.join(", "), self.namespace(), "source"));
-        }
-        let args = env::process_args(c, &image.entrypoint, &image.cmd, &environment);
-        if args.is_empty() {
-            return Err("no command specified".into());
-        }
-        let mut vars: Vec<(String, String)> = image
-            .env
-            .iter()
-            .filter_map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
-        if !vars.iter().any(|(k, _)| k == "PATH") {
-            vars.push((
-                "PATH".into(),
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            ));
-        }
-        vars.push(("HOSTNAME".into(), hosts::hostname(&self.pod)));
-        for (k, v) in &environment.vars {
-            match vars.iter_mut().find(|(n, _)| n == k) {
-                Some(slot) => slot.1 = v.clone(),
-                None => vars.push((k.clone(), v.clone())),
-            }
-        }
-        let vols = self.volumes.clone().unwrap_or_default();
-        let mut mounts = volumes::mounts(c, &vols, &self.pod).map_err(|e| e.to_string())?;
-        let covered = |p: &str, m: &[MountSpec]| m.iter().any(|x| x.destination == p);
-        for (file, dest) in [
-            ("hosts", "/etc/hosts"),
-            ("resolv.conf", "/etc/resolv.conf"),
-            ("hostname", "/etc/hostname"),
-        ] {
-            if !covered(dest, &mounts) {
-                mounts.push(MountSpec {
-                    source: self.dir.join(file),
-                    destination: dest.into(),
-                    read_only: false,
-                });
-            }
-        }
-        let term_path = c
-            .termination_message_path
-            .clone()
-            .unwrap_or_else(|| "/dev/termination-log".into());
-        let term_file = self.dir.join("termination").join(&c.name);
-        let _ = std::fs::create_dir_all(self.dir.join("termination"));
-        let _ = std::fs::write(&term_file, b"");
-        if !covered(&term_path, &mounts) {
-            mounts.push(MountSpec {
-                source: term_file,
-                destination: term_path,
-                read_only: false,
-            });
-        }
-        let restart_count =
-            self.ctrs[i].status.restart_count + i32::from(self.ctrs[i].started_once);
-        let id = format!("{}-{}-{}", self.uid, c.name, restart_count);
-        let mut run = RunSpec {
-            id,
-            labels: [
-                (LABEL_POD_UID.to_string(), self.uid.clone()),
-                (LABEL_POD_NAME.to_string(), self.name()),
-                (LABEL_POD_NAMESPACE.to_string(), self.namespace()),
-                (LABEL_CONTAINER.to_string(), c.name.clone()),
-                (LABEL_ATTEMPT.to_string(), restart_count.to_string()),
-            ]
-            .into(),
-            layers: image.layers.clone(),
-            args,
-            env: vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            cwd: c
-                .working_dir
-                .clone()
-                .filter(|w| !w.is_empty())
-                .unwrap_or_else(|| {
-                    if image.working_dir.is_empty() {
-                        "/".into()
-                    } else {
-                        image.working_dir.clone()
-                    }
-                }),
-            hostname: hosts::hostname(&self.pod),
-            netns: self
-                .sandbox
-                .as_ref()
-                .map(|s| s.netns.clone())
-                .filter(|p| !p.as_os_str().is_empty()),
-            mounts,
-            cgroup_parent: format!("/rkube/pod{}", self.uid),
-            log_path: self.log_path(&c.name, restart_count),
-            tty: c.tty.unwrap_or(false),
-            stdin: c.stdin.unwrap_or(false),
-            ..Default::default()
-        };
-        spec::apply(&mut run, &self.pod, c, image).map_err(|e| e.to_string())?;
-        if let Some(parent) = run.log_path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        // Keep only the previous attempt's log.
-        if restart_count >= 2 {
-            let _ = std::fs::remove_file(self.log_path(&c.name, restart_count - 2));
-        }
-        Ok(run)
-    }
-
     /// After a container runs: its exit watcher and probes.
     pub(super) fn after_start(&mut self, i: usize, id: &str, adopted: bool) {
         let c = &mut self.ctrs[i];
@@ -667,173 +437,6 @@ impl Worker {
                 }
             }));
         }
-    }
-
-    async fn post_start_hook(&mut self, i: usize, id: &str) {
-        let Some(h) = self.ctrs[i]
-            .spec
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.post_start.clone())
-        else {
-            return;
-        };
-        if let Err(msg) = self.run_hook(&h, i, id, Duration::from_secs(30)).await {
-            let pod = self.pod.clone();
-            let name = self.ctrs[i].status.name.clone();
-            self.deps
-                .events
-                .emit(&pod, Some(&name), true, "FailedPostStartHook", &msg);
-            let containers = self.deps.containers.clone();
-            let id = id.to_string();
-            tokio::spawn(async move { containers.stop(&id, Duration::from_secs(2)).await });
-        }
-    }
-
-    async fn run_hook(
-        &self,
-        h: &LifecycleHandler,
-        i: usize,
-        id: &str,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let action = if let Some(e) = &h.exec {
-            probe::Action::Exec(e.command.clone().unwrap_or_default())
-        } else if let Some(hg) = &h.http_get {
-            let p = k8s_openapi::api::core::v1::Probe {
-                http_get: Some(hg.clone()),
-                ..Default::default()
-            };
-            probe::spec(Kind::Liveness, &p, &self.ctrs[i].spec, &self.sources.pod_ip).action
-        } else if let Some(s) = &h.sleep {
-            tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64).min(timeout)).await;
-            return Ok(());
-        } else {
-            return Ok(());
-        };
-        let exec = ExecIn {
-            containers: self.deps.containers.clone(),
-            id: id.to_string(),
-        };
-        match probe::run_once(&action, timeout, &exec).await {
-            (true, _) => Ok(()),
-            (false, msg) => Err(msg),
-        }
-    }
-
-    /// Reads and clears the container's termination message.
-    pub(super) async fn termination_message(&self, name: &str) -> String {
-        let f = self.dir.join("termination").join(name);
-        let mut msg = std::fs::read(&f)
-            .map(|mut b| {
-                b.truncate(MAX_TERMINATION_MESSAGE);
-                String::from_utf8_lossy(&b).into_owned()
-            })
-            .unwrap_or_default();
-        let fallback = self
-            .ctrs
-            .iter()
-            .find(|c| c.status.name == name)
-            .and_then(|c| c.spec.termination_message_policy.clone());
-        if msg.is_empty() && fallback.as_deref() == Some("FallbackToLogsOnError") {
-            let attempt = self
-                .ctrs
-                .iter()
-                .find(|c| c.status.name == name)
-                .map(|c| c.status.restart_count)
-                .unwrap_or(0);
-            if let Ok(text) = std::fs::read_to_string(self.log_path(name, attempt)) {
-                let lines: Vec<&str> = text.lines().rev().take(80).collect();
-                let raw: Vec<String> = lines
-                    .into_iter()
-                    .rev()
-                    .map(|l| l.splitn(4, ' ').nth(3).unwrap_or("").to_string())
-                    .collect();
-                msg = raw.join("\n");
-                if msg.len() > 2048 {
-                    msg = msg[msg.len() - 2048..].to_string();
-                }
-            }
-        }
-        msg
-    }
-
-    /// Stops everything of the pod within `grace` and removes it.
-    pub(super) async fn terminate(&mut self, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        let pod = self.pod.clone();
-        let mut stops = Vec::new();
-        // Regular containers first, then sidecars in reverse order.
-        let mut order: Vec<usize> = (0..self.ctrs.len())
-            .filter(|i| !self.ctrs[*i].init)
-            .collect();
-        order.extend((0..self.ctrs.len()).filter(|i| self.ctrs[*i].sidecar).rev());
-        for i in order {
-            if !self.ctrs[i].running() {
-                continue;
-            }
-            let Some(id) = self.ctrs[i].id.clone() else {
-                continue;
-            };
-            let name = self.ctrs[i].status.name.clone();
-            self.deps.events.emit(
-                &pod,
-                Some(&name),
-                false,
-                "Killing",
-                &format!("Stopping container {name}"),
-            );
-            if let Some(h) = self.ctrs[i]
-                .spec
-                .lifecycle
-                .as_ref()
-                .and_then(|l| l.pre_stop.clone())
-            {
-                if let Err(msg) = self.run_hook(&h, i, &id, grace).await {
-                    self.deps
-                        .events
-                        .emit(&pod, Some(&name), true, "FailedPreStopHook", &msg);
-                }
-            }
-            self.ctrs[i].stop_tasks();
-            let containers = self.deps.containers.clone();
-            let left = deadline.saturating_duration_since(Instant::now());
-            stops.push(tokio::spawn(
-                async move { containers.stop(&id, left).await },
-            ));
-        }
-        for s in stops {
-            let _ = s.await;
-        }
-        for c in &mut self.ctrs {
-            c.stop_all_tasks();
-            if let Some(id) = c.id.take() {
-                self.deps.containers.remove(&id).await;
-            }
-        }
-        if self
-            .sandbox
-            .as_ref()
-            .is_some_and(|s| !s.netns.as_os_str().is_empty())
-        {
-            if let Err(e) = self
-                .deps
-                .network
-                .teardown(&self.uid, &self.namespace(), &self.name())
-                .await
-            {
-                tracing::warn!(pod = %self.name(), error = %e, "network teardown");
-            }
-        }
-        volumes::teardown(&self.pod, &self.dir, self.deps.mounter.as_ref());
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(self.deps.cfg.logs_dir.join(format!(
-            "{}_{}_{}",
-            self.namespace(),
-            self.name(),
-            self.uid
-        )));
-        self.deps.events.forget(&self.uid);
     }
 }
 
