@@ -18,6 +18,7 @@ pub mod smp;
 pub mod table;
 pub mod typed;
 pub mod validation;
+pub mod x509;
 
 pub use field::{FieldError, FieldErrorType};
 pub use resources::ResourceInfo;

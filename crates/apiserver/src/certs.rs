@@ -277,21 +277,7 @@ pub fn server_tls_config(pki: &Pki) -> Result<rustls::ServerConfig, CertError> {
 }
 
 /// User name (CN) and groups (O) of a verified client certificate.
-pub fn identity_from_cert(der: &[u8]) -> Option<(String, Vec<String>)> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let user = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    let groups = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
-    Some((user, groups))
-}
+pub use rkube_api::x509::identity as identity_from_cert;
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,8 @@
 //! serviceAccountName) are not defaulted here.
 
 mod pod;
+
+pub use pod::default_pull_policy;
 mod workloads;
 
 use base64::Engine;

@@ -185,12 +185,7 @@ fn default_container(c: &mut Map<String, Value>) {
         .is_none_or(|v| v.is_null() || v == "")
     {
         let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-        let policy = if image_tag(image).as_deref() == Some("latest") {
-            "Always"
-        } else {
-            "IfNotPresent"
-        };
-        c.insert("imagePullPolicy".into(), json!(policy));
+        c.insert("imagePullPolicy".into(), json!(default_pull_policy(image)));
     }
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
@@ -231,6 +226,16 @@ fn default_http_get(handler: &mut Map<String, Value>) {
 /// The tag upstream's `ParseImageName` reports: the explicit tag, "latest"
 /// when neither tag nor digest is given, and `None` for a digest-only or
 /// unparsable reference.
+/// Upstream's default `imagePullPolicy` for `image`: `Always` for the
+/// `latest` tag (also implied by no tag), else `IfNotPresent`.
+pub fn default_pull_policy(image: &str) -> &'static str {
+    if image_tag(image).as_deref() == Some("latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    }
+}
+
 fn image_tag(image: &str) -> Option<String> {
     let (name, digest) = match image.split_once('@') {
         Some((n, d)) => (n, Some(d)),

@@ -28,14 +28,7 @@ impl Worker {
             .spec
             .image_pull_policy
             .clone()
-            .unwrap_or_else(|| {
-                let tag_latest = !image.contains('@')
-                    && image
-                        .rsplit('/')
-                        .next()
-                        .is_some_and(|last| !last.contains(':') || last.ends_with(":latest"));
-                if tag_latest { "Always" } else { "IfNotPresent" }.to_string()
-            });
+            .unwrap_or_else(|| rkube_api::defaults::default_pull_policy(image).to_string());
         let present = self.deps.images.get(image).await;
         if policy == "Never" || (policy == "IfNotPresent" && present.is_some()) {
             return match present {
@@ -131,11 +124,27 @@ impl Worker {
         image: &super::backend::ImageInfo,
     ) -> Result<RunSpec, String> {
         let environment = env::build(&self.pod, c, &self.sources).map_err(|e| e.to_string())?;
-        if !environment.invalid_names.is_empty() {
+        let mut by_source: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (name, source) in environment
+            .invalid_names
+            .iter()
+            .zip(&environment.invalid_sources)
+        {
+            by_source.entry(source).or_default().push(name);
+        }
+        for (source, names) in by_source {
+            let msg = format!(
+                "Keys [{}] from the EnvFrom {source} were skipped since they are considered invalid environment variable names.",
+                names.join(", ")
+            );
             let pod = self.pod.clone();
-            self.deps.events.emit(&pod, Some(&c.name), true, "InvalidEnvironmentVariableNames",
-                &format!("Keys [{}] from the EnvFrom configMap {}/{} were skipped since they are considered invalid environment variable names.",
-                    environment.invalid_names.join(", "), self.namespace(), "source"));
+            self.deps.events.emit(
+                &pod,
+                Some(&c.name),
+                true,
+                "InvalidEnvironmentVariableNames",
+                &msg,
+            );
         }
         let args = env::process_args(c, &image.entrypoint, &image.cmd, &environment);
         if args.is_empty() {

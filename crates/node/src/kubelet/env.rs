@@ -60,6 +60,9 @@ pub struct EnvSources {
 pub struct Environment {
     pub vars: Vec<(String, String)>,
     pub invalid_names: Vec<String>,
+    /// For each invalid name, its envFrom source (`configMap ns/name` or
+    /// `secret ns/name`), as upstream's event names it.
+    pub invalid_sources: Vec<String>,
 }
 
 impl Environment {
@@ -309,6 +312,11 @@ pub fn build(pod: &Pod, container: &Container, src: &EnvSources) -> Result<Envir
     let mut env = Environment::default();
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or("");
+        let source = match (&from.config_map_ref, &from.secret_ref) {
+            (Some(r), _) => format!("configMap {ns}/{}", r.name),
+            (None, Some(r)) => format!("secret {ns}/{}", r.name),
+            (None, None) => String::new(),
+        };
         let pairs: Vec<(String, String)> = if let Some(r) = &from.config_map_ref {
             match src.config_maps.get(&r.name) {
                 Some(cm) => {
@@ -349,6 +357,7 @@ pub fn build(pod: &Pod, container: &Container, src: &EnvSources) -> Result<Envir
                 env.set(name, v);
             } else {
                 env.invalid_names.push(name);
+                env.invalid_sources.push(source.clone());
             }
         }
     }

@@ -39,25 +39,20 @@ impl Events {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let key = (uid.clone(), reason.to_string(), msg.to_string());
         let now = Timestamp::now();
-        let repeat = {
+        // The event's name and how often it was seen, counting this time.
+        let (ev_name, count) = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if seen.len() > 10_000 {
                 seen.clear();
             }
-            match seen.get_mut(&key) {
-                Some((ev_name, count)) => {
-                    *count += 1;
-                    Some((ev_name.clone(), *count))
-                }
-                None => {
-                    let ev_name = format!("{name}.{:x}", now.as_nanosecond());
-                    seen.insert(key, (ev_name, 1));
-                    None
-                }
-            }
+            let entry = seen
+                .entry(key)
+                .or_insert_with(|| (format!("{name}.{:x}", now.as_nanosecond()), 0));
+            entry.1 += 1;
+            entry.clone()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        if let Some((ev_name, count)) = repeat {
+        if count > 1 {
             let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now)});
             tokio::spawn(async move {
                 let _ = api
@@ -66,13 +61,6 @@ impl Events {
             });
             return;
         }
-        let ev_name = self
-            .seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(uid.clone(), reason.to_string(), msg.to_string()))
-            .map(|(n, _)| n.clone())
-            .unwrap_or_default();
         let ev = Event {
             metadata: ObjectMeta {
                 name: Some(ev_name),

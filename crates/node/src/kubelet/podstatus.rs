@@ -293,7 +293,6 @@ pub fn build(f: &PodFacts<'_>, tr: &mut Transitions, now: Timestamp) -> PodStatu
         init_container_statuses: (!f.init.is_empty())
             .then(|| f.init.iter().map(container_status).collect()),
         container_statuses: Some(f.containers.iter().map(container_status).collect()),
-        qos_class: None,
         ..Default::default()
     }
 }

@@ -111,7 +111,7 @@ impl Worker {
             match self.deps.containers.state(&id).await {
                 Some(RunState::Running { started_at }) => {
                     c.status.state = CState::Running { started_at };
-                    self.after_start(i, &id, true);
+                    self.after_start(i, &id);
                 }
                 _ => {
                     let tx = self.tx.clone();
@@ -358,7 +358,7 @@ impl Worker {
                 self.ctrs[i].status.state = CState::Running {
                     started_at: Timestamp::now(),
                 };
-                self.after_start(i, &run.id, false);
+                self.after_start(i, &run.id);
                 self.post_start_hook(i, &run.id).await;
             }
             Err(e) => {
@@ -381,13 +381,12 @@ impl Worker {
     }
 
     /// After a container runs: its exit watcher and probes.
-    pub(super) fn after_start(&mut self, i: usize, id: &str, adopted: bool) {
+    pub(super) fn after_start(&mut self, i: usize, id: &str) {
         let c = &mut self.ctrs[i];
         let has_startup = has_probe(&c.spec, Kind::Startup);
         c.status.started = !has_startup;
         c.started_flag.store(!has_startup, Ordering::SeqCst);
         c.status.ready = !has_startup && !has_probe(&c.spec, Kind::Readiness);
-        let _ = adopted;
         let containers = self.deps.containers.clone();
         let tx = self.tx.clone();
         let (name, cid) = (c.status.name.clone(), id.to_string());

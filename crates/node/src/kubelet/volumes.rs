@@ -85,59 +85,34 @@ fn io_err(name: &str, e: std::io::Error) -> VolumeError {
 }
 
 fn check_host_path(path: &Path, type_: &str) -> Result<(), VolumeError> {
-    let meta = std::fs::metadata(path);
-    let fail = |kind| VolumeError::HostPathType {
+    type Check = fn(&std::fs::FileType) -> bool;
+    // (what the path must be, its check, whether a missing one is created).
+    let (kind, check, create): (&'static str, Check, Option<bool>) = match type_ {
+        "" => return Ok(()),
+        "DirectoryOrCreate" => ("directory", |t| t.is_dir(), Some(true)),
+        "Directory" => ("directory", |t| t.is_dir(), None),
+        "FileOrCreate" => ("file", |t| t.is_file(), Some(false)),
+        "File" => ("file", |t| t.is_file(), None),
+        "Socket" => ("socket", |t| t.is_socket(), None),
+        "CharDevice" => ("character device", |t| t.is_char_device(), None),
+        "BlockDevice" => ("block device", |t| t.is_block_device(), None),
+        _ => ("known hostPath type", |_| false, None),
+    };
+    let fail = || VolumeError::HostPathType {
         path: path.display().to_string(),
         kind,
     };
-    match type_ {
-        "" => Ok(()),
-        "DirectoryOrCreate" => {
-            if meta.is_err() {
-                std::fs::create_dir_all(path).map_err(|e| io_err("hostPath", e))?;
-                return Ok(());
-            }
-            meta.ok()
-                .filter(|m| m.is_dir())
-                .map(|_| ())
-                .ok_or(fail("directory"))
+    match (std::fs::metadata(path), create) {
+        (Ok(m), _) if check(&m.file_type()) => Ok(()),
+        (Ok(_), _) | (Err(_), None) => Err(fail()),
+        (Err(_), Some(dir)) => {
+            let made = if dir {
+                std::fs::create_dir_all(path)
+            } else {
+                std::fs::File::create(path).map(|_| ())
+            };
+            made.map_err(|e| io_err("hostPath", e))
         }
-        "Directory" => meta
-            .ok()
-            .filter(|m| m.is_dir())
-            .map(|_| ())
-            .ok_or(fail("directory")),
-        "FileOrCreate" => {
-            if meta.is_err() {
-                std::fs::File::create(path).map_err(|e| io_err("hostPath", e))?;
-                return Ok(());
-            }
-            meta.ok()
-                .filter(|m| m.is_file())
-                .map(|_| ())
-                .ok_or(fail("file"))
-        }
-        "File" => meta
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|_| ())
-            .ok_or(fail("file")),
-        "Socket" => meta
-            .ok()
-            .filter(|m| m.file_type().is_socket())
-            .map(|_| ())
-            .ok_or(fail("socket")),
-        "CharDevice" => meta
-            .ok()
-            .filter(|m| m.file_type().is_char_device())
-            .map(|_| ())
-            .ok_or(fail("character device")),
-        "BlockDevice" => meta
-            .ok()
-            .filter(|m| m.file_type().is_block_device())
-            .map(|_| ())
-            .ok_or(fail("block device")),
-        _ => Err(fail("known hostPath type")),
     }
 }
 

@@ -217,12 +217,11 @@ impl Worker {
             .and_then(|s| s.start_time.as_ref())
             .map(|t| t.0)
             .unwrap_or_else(Timestamp::now);
-        let mut sources = EnvSources {
+        let sources = EnvSources {
             host_ip: deps.cfg.host_ip.clone(),
             node_allocatable: deps.cfg.node_allocatable.clone(),
             ..Default::default()
         };
-        sources.pod_ip.clear();
         let mut w = Worker {
             dir: deps.cfg.pods_dir.join(&uid),
             policy: RestartPolicy::of(&pod),

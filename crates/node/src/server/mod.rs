@@ -130,21 +130,7 @@ pub fn tls_config(cfg: &ServerConfig) -> Result<rustls::ServerConfig, ServerErro
 }
 
 /// User (CN) and groups (O) of a certificate.
-pub fn identity(der: &[u8]) -> Option<(String, Vec<String>)> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let user = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    let groups = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
-    Some((user, groups))
-}
+pub use rkube_api::x509::identity;
 
 /// A bound, not yet serving, streaming server.
 pub struct StreamingServer {

@@ -494,8 +494,6 @@ fn restarting_the_agent_keeps_pods_running_with_the_right_status() {
 
 #[test]
 fn exec_cp_and_port_forward_into_real_containers() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     let (_reg, image) = registry();
     let s = real_server(&[]);
     // The server listens on the pod's 127.0.0.1 only: port-forward must
@@ -529,25 +527,7 @@ fn exec_cp_and_port_forward_into_real_containers() {
         "HELLO\n"
     );
     // Interactive exec on a terminal made by `script`.
-    let cmd = format!(
-        "{} --kubeconfig {} exec -it box -- sh",
-        crate::common::kubectl_bin(),
-        s.kubeconfig.display()
-    );
-    let mut script = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    script
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"echo tty-$((6*7)); tty; exit 5\n")
-        .unwrap();
-    let o = script.wait_with_output().unwrap();
+    let o = s.exec_on_terminal(&["box", "--", "sh"], "echo tty-$((6*7)); tty; exit 5\n");
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("tty-42") && text.contains("/dev/pts/"),
@@ -576,20 +556,7 @@ fn exec_cp_and_port_forward_into_real_containers() {
         "forwarded\n"
     );
     // Port-forward carries real HTTP.
-    let mut pf = s.kubectl_cmd();
-    pf.args(["port-forward", "pod/box", ":8080"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut pf = crate::common::KillOnDrop(pf.spawn().unwrap());
-    let mut out = BufReader::new(pf.0.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let port: u16 = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected port-forward output {line:?}"));
+    let (_pf, port) = s.port_forward("pod/box", 8080);
     let body = eventually(Duration::from_secs(20), || {
         let b = http_get(&format!("127.0.0.1:{port}"), "/");
         b.contains("forwarded").then_some(b)

@@ -5,7 +5,7 @@
 //! and `port-forward` carrying TCP bytes both ways.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,25 +195,10 @@ async fn kubectl_exec_cp_and_port_forward() {
         );
 
         // Interactive: kubectl on a terminal made by `script`.
-        let cmd = format!(
-            "{} --kubeconfig {} exec -it web -c app -- sh",
-            crate::common::kubectl_bin(),
-            s.kubeconfig.display()
+        let o = s.exec_on_terminal(
+            &["web", "-c", "app", "--", "sh"],
+            "echo tty-$((6*7)); tty; exit 5\n",
         );
-        let mut script = Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        script
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"echo tty-$((6*7)); tty; exit 5\n")
-            .unwrap();
-        let o = script.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(
             text.contains("tty-42") && text.contains("/dev/pts/"),
@@ -252,20 +237,7 @@ async fn kubectl_exec_cp_and_port_forward() {
         );
 
         // Port-forward: real TCP both ways, two connections.
-        let mut pf = s.kubectl_cmd();
-        pf.args(["port-forward", "pod/web", &format!(":{echo_port}")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut pf = KillOnDrop(pf.spawn().unwrap());
-        let mut out = BufReader::new(pf.0.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let local_port: u16 = line
-            .split("127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected port-forward output {line:?}"));
+        let (_pf, local_port) = s.port_forward("pod/web", echo_port);
         for msg in ["ping", "second connection"] {
             let mut c = eventually(Duration::from_secs(10), || {
                 std::net::TcpStream::connect(("127.0.0.1", local_port)).ok()

@@ -177,6 +177,7 @@ fn builds_env_in_upstream_order() {
     assert_eq!(get("MEM_MI").as_deref(), Some("8192"), "node allocatable");
     assert_eq!(get("CPU").as_deref(), Some("1"), "250m rounds up to 1");
     assert_eq!(env.invalid_names, vec!["CFG_bad key".to_string()]);
+    assert_eq!(env.invalid_sources, vec!["configMap ns1/cfg".to_string()]);
     assert_eq!(env.vars[0].0, "CFG_color");
 }
 
@@ -220,6 +221,7 @@ fn command_and_args_follow_upstream_rules() {
     let env = Environment {
         vars: vec![("WHO".into(), "world".into())],
         invalid_names: vec![],
+        invalid_sources: vec![],
     };
     let ep = vec!["/entry".to_string()];
     let cmd = vec!["default".to_string()];

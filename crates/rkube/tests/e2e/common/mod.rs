@@ -299,3 +299,53 @@ pub fn http_get(addr: &str, path: &str) -> String {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     out
 }
+
+impl Server {
+    /// Runs `kubectl exec -it ARGS...` on a terminal made by `script`,
+    /// typing `input`; returns script's output (the terminal's bytes).
+    pub fn exec_on_terminal(&self, args: &[&str], input: &str) -> Output {
+        let cmd = format!(
+            "{} --kubeconfig {} exec -it {}",
+            kubectl_bin(),
+            self.kubeconfig.display(),
+            args.join(" ")
+        );
+        let mut script = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start script");
+        script
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write to script");
+        script.wait_with_output().expect("script")
+    }
+
+    /// Starts `kubectl port-forward TARGET :REMOTE`; returns the process
+    /// (killed on drop) and the local port it chose.
+    pub fn port_forward(&self, target: &str, remote: u16) -> (KillOnDrop, u16) {
+        let mut pf = self.kubectl_cmd();
+        pf.args(["port-forward", target, &format!(":{remote}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut pf = KillOnDrop(pf.spawn().expect("start port-forward"));
+        let mut out = BufReader::new(pf.0.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("port-forward output");
+        let port = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected port-forward output {line:?}"));
+        // kubectl prints a line per connection: keep reading so it never
+        // writes to a closed pipe.
+        std::thread::spawn(move || for _ in out.lines() {});
+        (pf, port)
+    }
+}
