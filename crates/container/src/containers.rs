@@ -251,6 +251,17 @@ impl Containers {
             log: spec.log.clone(),
         };
         state::write_json(dir, files::MONITOR, &monitor)?;
+        // The log file exists before the container runs, so a reader that
+        // starts as soon as `create_and_start` returns finds it (the monitor
+        // opens it for appending).
+        if let Some(parent) = spec.log.path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err("creating the log directory"))?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log.path)
+            .map_err(io_err(format!("creating {}", spec.log.path.display())))?;
         // Written last: a directory with spec.json is a container.
         state::write_json(dir, files::SPEC, spec)?;
         Ok(())
