@@ -6,11 +6,13 @@
 //!
 //! Every load loop is bounded in count and time and targets 127.0.0.1 only.
 
+mod agent_proc;
 mod controllers;
 mod etcd_ratio;
 mod idle;
 mod list_pods;
 mod load;
+mod pod_startup;
 mod procs;
 mod sched_algo;
 mod sched_proc;
@@ -131,6 +133,25 @@ enum Cmd {
         /// `--node-name-prefix` of the agent.
         #[arg(long, default_value = "sim-node-")]
         node_name_prefix: String,
+        /// RKUBE_LOG for the agent.
+        #[arg(long, default_value = "warn")]
+        agent_log: String,
+    },
+    /// Pod startup latency on one real node (runc, CNI, image present):
+    /// binding → Running for P pods, bare `runc run -d` of the same bundle,
+    /// and the agent's RSS/CPU with the pods running.
+    PodStartup {
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=250))]
+        pods: u64,
+        /// Milliseconds between two pod creates (0: all at once).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        interval_ms: u64,
+        /// CPU window with every pod running.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        window_seconds: u64,
+        /// The OCI runtime of the agent and of the bare runs.
+        #[arg(long, default_value = "/usr/sbin/runc")]
+        runtime_binary: PathBuf,
         /// RKUBE_LOG for the agent.
         #[arg(long, default_value = "warn")]
         agent_log: String,
@@ -403,6 +424,22 @@ async fn run(cmd: Cmd, env: &Env) -> anyhow::Result<Row> {
             };
             sim_nodes::run(env, &a).await
         }
+        Cmd::PodStartup {
+            pods,
+            interval_ms,
+            window_seconds,
+            runtime_binary,
+            agent_log,
+        } => {
+            let a = pod_startup::StartupArgs {
+                pods,
+                interval: std::time::Duration::from_millis(interval_ms),
+                window: std::time::Duration::from_secs(window_seconds),
+                runtime_binary,
+                agent_log,
+            };
+            pod_startup::run(env, &a).await
+        }
         Cmd::Scheduler {
             workload,
             nodes,
@@ -550,6 +587,7 @@ fn scenario_name(cmd: &Cmd) -> &'static str {
         Cmd::Watchers { .. } => "watchers",
         Cmd::ListPods { .. } => "list-pods",
         Cmd::SimNodes { .. } => "sim-nodes",
+        Cmd::PodStartup { .. } => "pod-startup",
         Cmd::Scheduler { .. } => "scheduler",
         Cmd::SchedulerAlgorithm { .. } => "scheduler-algorithm",
         Cmd::Controllers { .. } => "controllers",

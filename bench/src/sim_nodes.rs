@@ -27,11 +27,8 @@
 //! a paginated list, then a watch from its resourceVersion, resumed from the
 //! last resourceVersion seen when the stream ends and re-listed on 410 Gone.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader};
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +40,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::agent_proc::Agent;
 use crate::list_pods::{get, paginated_list, query_escape};
 use crate::load::{create_loop, one_line, BodyFn, CreateLoad};
 use crate::procs::{cpu_time, mib, stat_path, CpuMeter, Memory, RkubeServer};
@@ -70,8 +68,6 @@ const RUNNING_TIMEOUT: Duration = Duration::from_secs(3600);
 const SETTLE_MAX: Duration = Duration::from_secs(600);
 /// Page size of the reflectors' lists.
 const LIST_PAGE: u64 = 500;
-/// Agent stderr lines echoed to our stderr (the rest are only counted).
-const AGENT_ECHO_LINES: u64 = 40;
 /// Names of the pods: `sp-0`, `sp-1`, ...
 const POD_PREFIX: &str = "sp-";
 
@@ -86,153 +82,6 @@ pub struct SimArgs {
     pub prefix: String,
     /// `RKUBE_LOG` of the agent.
     pub agent_log: String,
-}
-
-// ---------------------------------------------------------------------------
-// The agent process.
-
-/// What the agent wrote to stderr.
-#[derive(Default)]
-struct AgentLog {
-    lines: u64,
-    warnings: u64,
-    errors: u64,
-    /// The last few lines (for error reports).
-    last: VecDeque<String>,
-}
-
-/// `s` without ANSI escape sequences (CSI ... final byte).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A running `rkube agent --simulate N`; killed on drop.
-struct Agent {
-    child: Child,
-    log: Arc<Mutex<AgentLog>>,
-    /// When it was spawned.
-    started: Instant,
-}
-
-impl Agent {
-    /// Spawns the agent through `sh`, which raises the soft open-file limit
-    /// to the hard one (as run.sh does) and then execs rkube, so the pid is
-    /// the agent's.
-    fn start(bin: &Path, kubeconfig: &Path, a: &SimArgs) -> anyhow::Result<Agent> {
-        let started = Instant::now();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#)
-            .arg(bin)
-            .arg("agent")
-            .arg("--simulate")
-            .arg(a.nodes.to_string())
-            .arg("--node-name-prefix")
-            .arg(&a.prefix)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .env("RKUBE_LOG", &a.agent_log)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {} agent", bin.display()))?;
-        rkube_store::testing::spawn_orphan_reaper(child.id());
-        let stderr = child.stderr.take().context("agent stderr")?;
-        let log = Arc::new(Mutex::new(AgentLog::default()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let line = strip_ansi(&line);
-                let mut l = sink.lock().expect("lock");
-                l.lines += 1;
-                if line.contains("WARN") {
-                    l.warnings += 1;
-                }
-                if line.contains("ERROR") {
-                    l.errors += 1;
-                }
-                if l.lines <= AGENT_ECHO_LINES {
-                    eprintln!("[agent] {line}");
-                } else if l.lines == AGENT_ECHO_LINES + 1 {
-                    eprintln!("[agent] (further agent output is only counted)");
-                }
-                if l.last.len() == 5 {
-                    l.last.pop_front();
-                }
-                l.last.push_back(line);
-            }
-        });
-        Ok(Agent {
-            child,
-            log,
-            started,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Fails when the agent has exited.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            // Let the stderr thread catch the last lines.
-            std::thread::sleep(Duration::from_millis(200));
-            let last: Vec<String> = self
-                .log
-                .lock()
-                .expect("lock")
-                .last
-                .iter()
-                .cloned()
-                .collect();
-            bail!(
-                "AGENT BUG: rkube agent exited ({status}); last stderr lines: {}",
-                one_line(&last.join(" / "), 600)
-            );
-        }
-        Ok(())
-    }
-
-    /// "agent log: 0 lines" or "agent log: 12 lines (3 WARN, 0 ERROR; last: …)".
-    fn describe_log(&self) -> String {
-        let l = self.log.lock().expect("lock");
-        match l.last.back() {
-            None => "agent stderr: 0 lines".into(),
-            Some(last) => format!(
-                "agent stderr: {} lines ({} WARN, {} ERROR; last: {})",
-                l.lines,
-                l.warnings,
-                l.errors,
-                one_line(last, 200)
-            ),
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1188,7 +1037,13 @@ async fn node_phase(
     let n = a.nodes as usize;
     eprintln!("rkube-bench: starting rkube agent --simulate {}", a.nodes);
     let t0 = Instant::now();
-    let mut agent = Agent::start(&env.rkube_bin, &server.kubeconfig, a)?;
+    let args: Vec<String> = vec![
+        "--simulate".into(),
+        a.nodes.to_string(),
+        "--node-name-prefix".into(),
+        a.prefix.clone(),
+    ];
+    let mut agent = Agent::start(&env.rkube_bin, &server.kubeconfig, &args, &a.agent_log)?;
     let meter = CpuMeter::start(&[
         ("agent", stat_path(agent.pid())),
         ("server", stat_path(server.pid())),
@@ -1616,15 +1471,6 @@ mod tests {
             after.since(&before, 10.0, 5),
             "requests 1,003 (100/s): PATCH leases 1,000 (100.0/s), LIST pods 410 3 (0.3/s); 7 watches open"
         );
-    }
-
-    #[test]
-    fn ansi_escapes_are_stripped() {
-        assert_eq!(
-            strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m x"),
-            "2026  WARN x"
-        );
-        assert_eq!(strip_ansi("plain"), "plain");
     }
 
     #[test]
