@@ -6,6 +6,10 @@
 # server, scheduler, controllers and a real node agent (run as root).
 # Extra arguments go to `rkube server` (e.g. --listen 0.0.0.0:6443, or
 # --no-agent --simulated-nodes 3 for simulated nodes only).
+# Upstream's default hard eviction thresholds put a node whose disk is more
+# than 85% full under DiskPressure (tainted: new pods stay Pending); on a
+# developer machine this script lowers the disk thresholds to 5% unless
+# --eviction-hard is given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -23,4 +27,8 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 cargo build --release -p rkube
-exec ./target/release/rkube server --data-dir "$PWD/.rkube" "$@"
+extra=(--eviction-hard 'memory.available<100Mi,nodefs.available<5%,imagefs.available<5%')
+for a in "$@"; do
+  case "$a" in --eviction-hard|--eviction-hard=*) extra=() ;; esac
+done
+exec ./target/release/rkube server --data-dir "$PWD/.rkube" "${extra[@]}" "$@"

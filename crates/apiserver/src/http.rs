@@ -194,6 +194,12 @@ async fn dispatch(
             .unwrap_or_else(|e| error_response(&e));
         return (resp, verb.to_string(), info.resource);
     }
+    if crate::proxy::is_node_proxy(&info) {
+        let resp = crate::proxy::handle_node(&srv.rest, &srv.kubelet, &info, req)
+            .await
+            .unwrap_or_else(|e| error_response(&e));
+        return (resp, "CONNECT".to_string(), info.resource);
+    }
     // Upstream's `verb` label: the HTTP method, with GET split into
     // GET/LIST/WATCH.
     let verb = match info.verb {

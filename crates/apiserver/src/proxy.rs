@@ -1,7 +1,8 @@
 //! The streaming subresources of pods, proxied to the node agent as
 //! kube-apiserver proxies them to kubelet: `pods/log` → `/containerLogs/..`,
 //! `pods/exec` → `/exec/..`, `pods/attach` → `/attach/..`,
-//! `pods/portforward` → `/portForward/..`.
+//! `pods/portforward` → `/portForward/..`; and `nodes/{name}/proxy/{path}`
+//! → the agent's `/{path}` (e.g. `/stats/summary`).
 //!
 //! The request's pod is checked first (container choice, node assignment)
 //! with upstream's messages; the agent is reached at its Node's address
@@ -127,6 +128,46 @@ pub fn is_streaming(info: &RequestInfo) -> bool {
         )
 }
 
+/// Whether `info` addresses `nodes/{name}/proxy[/{path}]`.
+pub fn is_node_proxy(info: &RequestInfo) -> bool {
+    info.group.is_empty()
+        && info.resource == "nodes"
+        && info.name.is_some()
+        && info
+            .subresource
+            .as_deref()
+            .is_some_and(|s| s == "proxy" || s.starts_with("proxy/"))
+}
+
+/// Handles `nodes/{name}/proxy/{path}`: the request goes to the agent's
+/// `/{path}` with its query.
+pub async fn handle_node(
+    rest: &Rest,
+    client: &KubeletClient,
+    info: &RequestInfo,
+    req: Request<hyper::body::Incoming>,
+) -> ApiResult<Response<Body>> {
+    let node_name = info.name.clone().unwrap_or_default();
+    let sub = info.subresource.as_deref().unwrap_or("proxy");
+    let path = node_proxy_path(sub, req.uri().path(), req.uri().query());
+    forward(rest, client, &node_name, path, req).await
+}
+
+/// The agent path of a `nodes/{name}/{sub}` request (`sub` = `proxy/...`).
+fn node_proxy_path(sub: &str, uri_path: &str, query: Option<&str>) -> String {
+    let mut path = match sub.strip_prefix("proxy").unwrap_or("") {
+        "" => "/".to_string(),
+        p => p.to_string(),
+    };
+    if uri_path.ends_with('/') && !path.ends_with('/') {
+        path.push('/');
+    }
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    }
+}
+
 fn names(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
@@ -236,7 +277,7 @@ pub async fn handle(
     rest: &Rest,
     client: &KubeletClient,
     info: &RequestInfo,
-    mut req: Request<hyper::body::Incoming>,
+    req: Request<hyper::body::Incoming>,
 ) -> ApiResult<Response<Body>> {
     let pods = resources::lookup("", "v1", "pods").ok_or_else(ApiError::not_found_path)?;
     let name = info.name.clone().unwrap_or_default();
@@ -294,13 +335,25 @@ pub async fn handle(
             )
         }
     };
+    forward(rest, client, &node_name, path, req).await
+}
+
+/// Sends the request to `path` on the agent of `node_name`, splicing
+/// upgraded connections.
+async fn forward(
+    rest: &Rest,
+    client: &KubeletClient,
+    node_name: &str,
+    path: String,
+    mut req: Request<hyper::body::Incoming>,
+) -> ApiResult<Response<Body>> {
     let nodes = resources::lookup("", "v1", "nodes").ok_or_else(ApiError::not_found_path)?;
     let node = crate::rest::read::get(
         rest,
         &Target {
             res: nodes,
             namespace: None,
-            name: Some(node_name.clone()),
+            name: Some(node_name.to_string()),
             subresource: None,
         },
         None,
@@ -438,6 +491,32 @@ mod tests {
             Some(("n1".into(), DEFAULT_KUBELET_PORT))
         );
         assert_eq!(agent_address(&json!({})), None);
+    }
+
+    #[test]
+    fn node_proxy_paths_map_to_the_agent() {
+        let info = crate::request::parse(
+            &http::Method::GET,
+            "/api/v1/nodes/n1/proxy/stats/summary",
+            false,
+        )
+        .unwrap();
+        assert!(is_node_proxy(&info));
+        assert_eq!(
+            node_proxy_path(info.subresource.as_deref().unwrap(), "", None),
+            "/stats/summary"
+        );
+        assert_eq!(
+            node_proxy_path("proxy", "/api/v1/nodes/n1/proxy/", Some("a=b")),
+            "/?a=b"
+        );
+        assert_eq!(
+            node_proxy_path("proxy/healthz", "/api/v1/nodes/n1/proxy/healthz", None),
+            "/healthz"
+        );
+        let status =
+            crate::request::parse(&http::Method::GET, "/api/v1/nodes/n1/status", false).unwrap();
+        assert!(!is_node_proxy(&status));
     }
 
     #[test]

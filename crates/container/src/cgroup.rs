@@ -26,6 +26,8 @@ pub struct Usage {
     pub memory_usage_bytes: u64,
     /// Usage minus inactive file cache (what kubelet calls the working set).
     pub memory_working_set_bytes: u64,
+    /// Anonymous memory (`anon` on v2, `total_rss` on v1).
+    pub memory_rss_bytes: u64,
 }
 
 /// A cgroup filesystem root (`/sys/fs/cgroup`).
@@ -105,11 +107,13 @@ impl Cgroups {
             let cpu = keyed(&read(&cpu_file)?, "usage_usec").unwrap_or(0) * 1000;
             let mem_file = dir.join("memory.current");
             let mem = num(&mem_file, &read(&mem_file)?)?;
-            let inactive = keyed(&read(&dir.join("memory.stat"))?, "inactive_file").unwrap_or(0);
+            let stat = read(&dir.join("memory.stat"))?;
+            let inactive = keyed(&stat, "inactive_file").unwrap_or(0);
             Ok(Usage {
                 cpu_usage_ns: cpu,
                 memory_usage_bytes: mem,
                 memory_working_set_bytes: mem.saturating_sub(inactive),
+                memory_rss_bytes: keyed(&stat, "anon").unwrap_or(0),
             })
         } else {
             let cpu_file = self.dir("cpuacct", path).join("cpuacct.usage");
@@ -117,12 +121,13 @@ impl Cgroups {
             let mem_dir = self.dir("memory", path);
             let mem_file = mem_dir.join("memory.usage_in_bytes");
             let mem = num(&mem_file, &read(&mem_file)?)?;
-            let inactive =
-                keyed(&read(&mem_dir.join("memory.stat"))?, "total_inactive_file").unwrap_or(0);
+            let stat = read(&mem_dir.join("memory.stat"))?;
+            let inactive = keyed(&stat, "total_inactive_file").unwrap_or(0);
             Ok(Usage {
                 cpu_usage_ns: cpu,
                 memory_usage_bytes: mem,
                 memory_working_set_bytes: mem.saturating_sub(inactive),
+                memory_rss_bytes: keyed(&stat, "total_rss").unwrap_or(0),
             })
         }
     }
@@ -147,7 +152,7 @@ mod tests {
         std::fs::write(mem.join("memory.usage_in_bytes"), "1000\n").unwrap();
         std::fs::write(
             mem.join("memory.stat"),
-            "cache 5\ntotal_inactive_file 300\n",
+            "cache 5\ntotal_rss 200\ntotal_inactive_file 300\n",
         )
         .unwrap();
         let cpu = d.path().join("cpuacct/rkube/c1");
@@ -159,7 +164,8 @@ mod tests {
             Usage {
                 cpu_usage_ns: 12345,
                 memory_usage_bytes: 1000,
-                memory_working_set_bytes: 700
+                memory_working_set_bytes: 700,
+                memory_rss_bytes: 200,
             }
         );
 
@@ -175,7 +181,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(c.join("memory.current"), "2000\n").unwrap();
-        std::fs::write(c.join("memory.stat"), "inactive_file 500\n").unwrap();
+        std::fs::write(c.join("memory.stat"), "anon 400\ninactive_file 500\n").unwrap();
         std::fs::write(c.join("cpu.stat"), "usage_usec 7\n").unwrap();
         assert_eq!(v2.oom_kills("rkube/c1").unwrap(), 1);
         assert_eq!(
@@ -183,7 +189,8 @@ mod tests {
             Usage {
                 cpu_usage_ns: 7000,
                 memory_usage_bytes: 2000,
-                memory_working_set_bytes: 1500
+                memory_working_set_bytes: 1500,
+                memory_rss_bytes: 400,
             }
         );
         assert!(v2.oom_kills("/nope").is_err());

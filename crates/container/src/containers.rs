@@ -248,6 +248,7 @@ impl Containers {
             cgroup_path: bundle::cgroup_path(spec),
             tty: spec.tty,
             stdin: spec.stdin,
+            stdin_once: spec.stdin_once,
             log: spec.log.clone(),
         };
         state::write_json(dir, files::MONITOR, &monitor)?;

@@ -9,7 +9,8 @@
 //!   ([`monitor_main`], run by `rkube container-monitor`) that survives agent
 //!   restarts, writes the CRI log file with rotation and records the exit
 //!   (code, times, OOM kill). It also waits, signals, stops, removes, lists
-//!   (re-adoption), reads cgroup usage and runs `exec` sessions.
+//!   (re-adoption), reads cgroup usage, runs `exec` sessions and attaches
+//!   to the main process through its monitor ([`attach`]).
 //! * [`logs::read_logs`] decodes CRI log files for `kubectl logs`.
 //!
 //! No AppArmor profile or seccomp filter is applied (Kubernetes'
@@ -17,6 +18,9 @@
 //! allowed in the devices cgroup (host device nodes are not bind-mounted)
 //! and no masked paths.
 
+pub mod attach;
+pub mod attach_proto;
+pub mod attach_server;
 pub mod bundle;
 pub mod cgroup;
 pub mod console;
@@ -31,6 +35,8 @@ pub mod spec;
 pub mod state;
 pub mod watch;
 
+pub use attach::{AttachError, AttachResizer, AttachSession};
+pub use attach_proto::AttachStreams;
 pub use cgroup::Usage;
 pub use containers::{ContainerError, ContainerInfo, Containers, ContainersConfig};
 pub use exec::{ExecError, ExecSession};

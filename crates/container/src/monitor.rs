@@ -5,6 +5,10 @@
 //! file, records `started.json` and, at the end, `exited.json` (exit code,
 //! times, OOM kill), then deletes the runtime's state.
 //!
+//! While the container runs it serves attach clients on `attach.sock`
+//! ([`crate::attach_server`]): its output goes to them as well as to the log,
+//! their input to its stdin (kept open here), their sizes to its terminal.
+//!
 //! It also serves as the helper for `exec -t` (`exec-tty` mode): runc can only
 //! hand out a terminal when detached, so a subreaper must wait for the exec'd
 //! process; the helper passes the pty master to the agent over its stdin
@@ -23,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use rustix::process::{WaitOptions, WaitStatus};
 
+use crate::attach_proto;
+use crate::attach_server::{Hub, HubConfig, Resizer};
 use crate::cgroup::Cgroups;
 use crate::console;
 use crate::logfmt::{LineSplitter, LogWriter, Stream};
@@ -125,8 +131,17 @@ fn become_subreaper() -> Result<(), MonitorError> {
     })
 }
 
-/// Copies one output stream into the log until EOF.
-fn copy_stream(mut src: impl Read, stream: Stream, log: Arc<Mutex<Option<LogWriter>>>) {
+/// The container's pty master, resized for attach clients.
+struct PtyResizer(OwnedFd);
+
+impl Resizer for PtyResizer {
+    fn resize(&self, width: u16, height: u16) -> std::io::Result<()> {
+        console::resize(&self.0, width, height).map_err(std::io::Error::other)
+    }
+}
+
+/// Copies one output stream into the log and to attach clients until EOF.
+fn copy_stream(mut src: impl Read, stream: Stream, log: Arc<Mutex<Option<LogWriter>>>, hub: Hub) {
     let mut splitter = LineSplitter::new(stream);
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -136,12 +151,15 @@ fn copy_stream(mut src: impl Read, stream: Stream, log: Arc<Mutex<Option<LogWrit
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break, // EIO: the terminal's other side is gone.
         };
-        let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = guard.as_mut() {
-            if let Err(e) = splitter.feed(&buf[..n], w) {
-                eprintln!("container-monitor: {e}");
+        {
+            let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(w) = guard.as_mut() {
+                if let Err(e) = splitter.feed(&buf[..n], w) {
+                    eprintln!("container-monitor: {e}");
+                }
             }
         }
+        hub.broadcast(stream == Stream::Stderr, &buf[..n]);
     }
     let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(w) = guard.as_mut() {
@@ -234,6 +252,14 @@ fn run(dir: &Path) -> Result<i32, MonitorError> {
         Some(h) => Some(h.join().map_err(|_| MonitorError::Usage)??),
         None => None,
     };
+    // Attach is served before the container is reported running; without
+    // it the container still runs and is logged.
+    let hub = attach_hub(&cfg, keep_stdin, master.as_ref());
+    let _ = std::fs::remove_file(attach_proto::SOCKET);
+    match UnixListener::bind(attach_proto::SOCKET) {
+        Ok(l) => hub.serve(l),
+        Err(e) => eprintln!("container-monitor: binding the attach socket: {e}"),
+    }
     let started_at = Timestamp::now();
     state::write_json(&dir, files::STARTED, &Started { pid, started_at })?;
     let _ = writeln!(stdout, "ok {pid} {started_at}");
@@ -255,8 +281,8 @@ fn run(dir: &Path) -> Result<i32, MonitorError> {
     let copiers: Vec<_> = readers
         .into_iter()
         .map(|(r, s)| {
-            let log = log.clone();
-            std::thread::spawn(move || copy_stream(r, s, log))
+            let (log, hub) = (log.clone(), hub.clone());
+            std::thread::spawn(move || copy_stream(r, s, log, hub))
         })
         .collect();
 
@@ -265,7 +291,8 @@ fn run(dir: &Path) -> Result<i32, MonitorError> {
     for c in copiers {
         let _ = c.join();
     }
-    drop(keep_stdin);
+    hub.close();
+    let _ = std::fs::remove_file(attach_proto::SOCKET);
     let oom_killed = Cgroups::default()
         .oom_kills(&cfg.cgroup_path)
         .map(|n| n > 0)
@@ -284,6 +311,38 @@ fn run(dir: &Path) -> Result<i32, MonitorError> {
     }
     let _ = std::fs::remove_file(CONSOLE_SOCK);
     Ok(0)
+}
+
+/// The attach hub: input goes to the stdin pipe or, with a terminal, the
+/// pty master (only if the container has stdin); sizes go to the master.
+fn attach_hub(
+    cfg: &MonitorConfig,
+    stdin_pipe: Option<std::io::PipeWriter>,
+    master: Option<&OwnedFd>,
+) -> Hub {
+    let dup = |m: &OwnedFd| match m.as_fd().try_clone_to_owned() {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            eprintln!("container-monitor: dup of the terminal for attach: {e}");
+            None
+        }
+    };
+    let stdin: Option<Box<dyn Write + Send>> = match (stdin_pipe, master) {
+        (Some(p), _) => Some(Box::new(p)),
+        (None, Some(m)) if cfg.stdin => {
+            dup(m).map(|fd| Box::new(std::fs::File::from(fd)) as Box<dyn Write + Send>)
+        }
+        (None, _) => None,
+    };
+    let resizer = master
+        .and_then(dup)
+        .map(|fd| Box::new(PtyResizer(fd)) as Box<dyn Resizer>);
+    let hub_cfg = HubConfig {
+        stdin: cfg.stdin,
+        stdin_once: cfg.stdin_once,
+        tty: cfg.tty,
+    };
+    Hub::new(hub_cfg, stdin, resizer)
 }
 
 /// What the `exec-tty` helper runs (its second argument, as JSON).

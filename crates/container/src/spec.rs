@@ -49,6 +49,10 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// Keep stdin open (for attach); otherwise stdin is `/dev/null`.
     pub stdin: bool,
+    /// Close stdin once the first attach session that used it ends
+    /// (Kubernetes `stdinOnce`; without a terminal only, as containerd).
+    #[serde(default)]
+    pub stdin_once: bool,
     /// The CRI-format log file and its rotation.
     pub log: LogConfig,
 }

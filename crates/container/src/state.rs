@@ -74,6 +74,9 @@ pub struct MonitorConfig {
     pub tty: bool,
     /// Keep stdin open.
     pub stdin: bool,
+    /// Close stdin when the first attach client's stdin ends.
+    #[serde(default)]
+    pub stdin_once: bool,
     /// Log file and rotation.
     pub log: LogConfig,
 }

@@ -17,8 +17,11 @@ use rkube_container::{
     Mount, Resources, Rootfs, Runc, Status, User,
 };
 
+#[path = "runc/attach.rs"]
+mod attach;
 #[path = "runc/more.rs"]
 mod more;
+use attach::*;
 use more::*;
 
 type TestFn = fn(Fixture) -> Pin<Box<dyn Future<Output = Result<()>>>>;
@@ -46,6 +49,9 @@ tests!(
     network_namespace,
     stats_of_running_container,
     start_latency,
+    attach_pipes_stdin_once,
+    attach_tty,
+    attach_without_container_stdin,
 );
 
 /// Per-test directories and a `Containers` over them.

@@ -35,6 +35,14 @@ pub struct NodeConfig {
     /// Port of the agent's streaming server, reported in
     /// `status.daemonEndpoints.kubeletEndpoint.Port` (API server proxying).
     pub kubelet_port: Option<u16>,
+    /// `ephemeral-storage` capacity (the real agent: its root dir's file
+    /// system).
+    pub ephemeral_storage: String,
+    /// Allocatable where it differs from capacity (reservations and hard
+    /// eviction thresholds of the real agent).
+    pub allocatable: BTreeMap<String, String>,
+    /// Measured pressure conditions (the real agent); `None`: no pressure.
+    pub facts: Option<crate::facts::NodeFacts>,
 }
 
 /// The Go name of this machine's architecture.
@@ -63,6 +71,9 @@ impl NodeConfig {
             taints: Vec::new(),
             runtime_version: format!("simulated://{}", env!("CARGO_PKG_VERSION")),
             kubelet_port: None,
+            ephemeral_storage: "100Gi".into(),
+            allocatable: BTreeMap::new(),
+            facts: None,
         }
     }
 

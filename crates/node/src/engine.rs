@@ -155,6 +155,20 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Resolves with the name of a node whose measured conditions changed.
+async fn facts_changed(facts: &[(String, crate::facts::NodeFacts)]) -> String {
+    if facts.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = facts.iter().map(|(name, f)| {
+        Box::pin(async move {
+            f.changed().await;
+            name.clone()
+        })
+    });
+    futures::future::select_all(waits).await.0
+}
+
 impl Engine {
     /// Registers the nodes, then runs until a watch ends for good.
     pub async fn run(
@@ -216,6 +230,11 @@ impl Engine {
         let mut nodes = watcher::watcher(Api::<Node>::all(client.clone()), wc)
             .default_backoff()
             .boxed();
+        let facts: Vec<(String, crate::facts::NodeFacts)> = engine
+            .registered
+            .values()
+            .filter_map(|c| Some((c.node_name.clone(), c.facts.clone()?)))
+            .collect();
         let mut pod_events: Option<BoxStream<'static, _>> = None;
         let pod_wc = watcher::Config::default().fields(&spec.pod_selector);
         loop {
@@ -252,6 +271,10 @@ impl Engine {
                 },
                 _ = sleep_until(hb_at) => engine.heartbeats.fire(Instant::now(), &engine.poster),
                 _ = sleep_until(pod_at) => engine.pods.fire(Instant::now()).await,
+                name = facts_changed(&facts) => {
+                    tracing::debug!(node = %name, "measured conditions changed");
+                    engine.heartbeats.post_status_now(&name, Instant::now());
+                }
             }
         }
     }
@@ -357,6 +380,8 @@ impl Engine {
         );
         self.heartbeats
             .add(name, node.metadata.uid.clone(), paused, now);
+        self.heartbeats
+            .set_facts(name, registered.as_ref().and_then(|c| c.facts.clone()));
         self.pods.add_node(name, max_pods, host_ip, cidr).await;
         if paused {
             self.pods.set_paused(name, true).await;

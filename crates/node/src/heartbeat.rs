@@ -13,6 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::facts::NodeFacts;
 use crate::poster::{Job, Poster};
 use crate::status;
 
@@ -22,6 +23,7 @@ struct Beat {
     next: Instant,
     last_status: Option<Instant>,
     ready_since: Timestamp,
+    facts: Option<NodeFacts>,
 }
 
 /// The heartbeat schedule.
@@ -72,11 +74,34 @@ impl Heartbeats {
                 next,
                 last_status: Some(last_status),
                 ready_since: Timestamp::now(),
+                facts: None,
             },
         );
         if !paused {
             self.due.insert((next, name.to_string()));
         }
+    }
+
+    /// Gives a node measured pressure conditions to report.
+    pub fn set_facts(&mut self, name: &str, facts: Option<NodeFacts>) {
+        if let Some(b) = self.nodes.get_mut(name) {
+            b.facts = facts;
+        }
+    }
+
+    /// Posts the node's status with its next heartbeat, now (a measured
+    /// condition changed). Paused nodes stay silent.
+    pub fn post_status_now(&mut self, name: &str, now: Instant) {
+        let Some(b) = self.nodes.get_mut(name) else {
+            return;
+        };
+        b.last_status = None;
+        if b.paused {
+            return;
+        }
+        self.due.remove(&(b.next, name.to_string()));
+        b.next = now;
+        self.due.insert((now, name.to_string()));
     }
 
     /// Stops a node's heartbeats for good.
@@ -140,7 +165,9 @@ impl Heartbeats {
                 .is_none_or(|l| now.duration_since(l) >= self.report_interval)
             {
                 b.last_status = Some(now);
-                let conditions = status::node_conditions(Timestamp::now(), b.ready_since);
+                let measured = b.facts.as_ref().map(|f| f.get()).unwrap_or_default();
+                let conditions =
+                    status::node_conditions_with(Timestamp::now(), b.ready_since, &measured);
                 poster.submit(
                     format!("nodestatus/{name}"),
                     Job::NodeStatus {
@@ -206,5 +233,22 @@ mod tests {
             distinct.len()
         );
         assert_eq!(hb.len(), 1);
+    }
+
+    #[test]
+    fn a_measured_change_posts_the_status_at_once() {
+        let now = Instant::now();
+        let mut hb = Heartbeats::new(Duration::from_secs(10), Duration::from_secs(300), 40);
+        hb.add("a", None, false, now);
+        hb.set_facts("a", Some(NodeFacts::default()));
+        let later = now + Duration::from_secs(3);
+        hb.post_status_now("a", later);
+        assert_eq!(hb.next_deadline(), Some(later));
+        assert_eq!(hb.due.len(), 1, "rescheduled, not added twice");
+        assert_eq!(hb.nodes["a"].last_status, None, "the status goes with it");
+        // A paused node stays silent.
+        hb.set_paused("a", true, later);
+        hb.post_status_now("a", later);
+        assert_eq!(hb.next_deadline(), None);
     }
 }

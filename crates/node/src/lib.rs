@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod config;
 pub mod engine;
+pub mod facts;
 pub mod heartbeat;
 pub mod ipam;
 pub mod kubelet;

@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::config::NodeConfig;
+use crate::facts::{Conditions, Pressure};
 use crate::lifecycle::{PodView, State};
 
 /// The kubelet version the agent reports.
@@ -23,8 +24,20 @@ pub fn resources(cfg: &NodeConfig) -> BTreeMap<String, Quantity> {
         ("cpu".to_string(), Quantity(cfg.cpu.clone())),
         ("memory".to_string(), Quantity(cfg.memory.clone())),
         ("pods".to_string(), Quantity(cfg.max_pods.to_string())),
-        ("ephemeral-storage".to_string(), Quantity("100Gi".into())),
+        (
+            "ephemeral-storage".to_string(),
+            Quantity(cfg.ephemeral_storage.clone()),
+        ),
     ])
+}
+
+/// The node's allocatable: its resources, less what the config reserves.
+pub fn allocatable(cfg: &NodeConfig) -> BTreeMap<String, Quantity> {
+    let mut r = resources(cfg);
+    for (k, v) in &cfg.allocatable {
+        r.insert(k.clone(), Quantity(v.clone()));
+    }
+    r
 }
 
 /// The node labels: well-known ones plus the configured extras.
@@ -60,23 +73,63 @@ fn node_condition(
 
 /// The conditions of a healthy node: no pressure, Ready since `since`.
 pub fn node_conditions(heartbeat: Timestamp, since: Timestamp) -> Vec<NodeCondition> {
+    node_conditions_with(heartbeat, since, &Conditions::default())
+}
+
+/// The node's conditions with measured pressure (upstream's reasons and
+/// messages); unmeasured ones are False since `since`.
+pub fn node_conditions_with(
+    heartbeat: Timestamp,
+    since: Timestamp,
+    measured: &Conditions,
+) -> Vec<NodeCondition> {
+    let mem = measured.memory.unwrap_or(Pressure {
+        pressure: false,
+        since,
+    });
+    let disk = measured.disk.unwrap_or(Pressure {
+        pressure: false,
+        since,
+    });
     vec![
-        node_condition(
-            "MemoryPressure",
-            false,
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
-            heartbeat,
-            since,
-        ),
-        node_condition(
-            "DiskPressure",
-            false,
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-            heartbeat,
-            since,
-        ),
+        if mem.pressure {
+            node_condition(
+                "MemoryPressure",
+                true,
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+                heartbeat,
+                mem.since,
+            )
+        } else {
+            node_condition(
+                "MemoryPressure",
+                false,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                heartbeat,
+                mem.since,
+            )
+        },
+        if disk.pressure {
+            node_condition(
+                "DiskPressure",
+                true,
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+                heartbeat,
+                disk.since,
+            )
+        } else {
+            node_condition(
+                "DiskPressure",
+                false,
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                heartbeat,
+                disk.since,
+            )
+        },
         node_condition(
             "PIDPressure",
             false,
@@ -129,9 +182,13 @@ fn addresses(name: &str, host_ip: &str) -> Vec<NodeAddress> {
 pub fn node_status(cfg: &NodeConfig, now: Timestamp) -> NodeStatus {
     NodeStatus {
         capacity: Some(resources(cfg)),
-        allocatable: Some(resources(cfg)),
+        allocatable: Some(allocatable(cfg)),
         addresses: Some(addresses(&cfg.node_name, &cfg.host_ip)),
-        conditions: Some(node_conditions(now, now)),
+        conditions: Some(node_conditions_with(
+            now,
+            now,
+            &cfg.facts.as_ref().map(|f| f.get()).unwrap_or_default(),
+        )),
         node_info: Some(node_info(&cfg.node_name, &cfg.arch, &cfg.runtime_version)),
         daemon_endpoints: cfg.kubelet_port.map(|port| NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: port.into() }),
@@ -319,5 +376,64 @@ pub fn start_error_status(message: String) -> PodStatus {
         reason: Some("StartError".into()),
         message: Some(message),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_pressure_gives_upstreams_reasons_and_times() {
+        let t = |s: i64| Timestamp::from_second(1_700_000_000 + s).unwrap();
+        let c = Conditions {
+            memory: Some(Pressure {
+                pressure: true,
+                since: t(5),
+            }),
+            disk: None,
+        };
+        let conds = node_conditions_with(t(9), t(1), &c);
+        let get = |ty: &str| conds.iter().find(|c| c.type_ == ty).unwrap().clone();
+        let m = get("MemoryPressure");
+        assert_eq!(m.status, "True");
+        assert_eq!(m.reason.as_deref(), Some("KubeletHasInsufficientMemory"));
+        assert_eq!(
+            m.message.as_deref(),
+            Some("kubelet has insufficient memory available")
+        );
+        assert_eq!(m.last_transition_time, Some(Time(t(5))));
+        assert_eq!(m.last_heartbeat_time, Some(Time(t(9))));
+        let d = get("DiskPressure");
+        assert_eq!(d.status, "False");
+        assert_eq!(d.reason.as_deref(), Some("KubeletHasNoDiskPressure"));
+        assert_eq!(d.last_transition_time, Some(Time(t(1))));
+        let disk_on = Conditions {
+            memory: None,
+            disk: Some(Pressure {
+                pressure: true,
+                since: t(2),
+            }),
+        };
+        let d = node_conditions_with(t(9), t(1), &disk_on)[1].clone();
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_deref(), d.message.as_deref()),
+            (
+                "True",
+                Some("KubeletHasDiskPressure"),
+                Some("kubelet has disk pressure")
+            )
+        );
+    }
+
+    #[test]
+    fn allocatable_overrides_capacity() {
+        let mut cfg = NodeConfig::new("n");
+        assert_eq!(allocatable(&cfg), resources(&cfg), "simulated: the same");
+        assert_eq!(resources(&cfg)["ephemeral-storage"].0, "100Gi");
+        cfg.allocatable.insert("memory".into(), "15Gi".into());
+        let st = node_status(&cfg, Timestamp::UNIX_EPOCH);
+        assert_eq!(st.allocatable.unwrap()["memory"].0, "15Gi");
+        assert_eq!(st.capacity.unwrap()["memory"].0, "16Gi");
     }
 }

@@ -97,6 +97,8 @@ pub struct RunSpec {
     pub log_path: PathBuf,
     pub tty: bool,
     pub stdin: bool,
+    /// Close stdin when the first attach session using it ends.
+    pub stdin_once: bool,
 }
 
 /// A container's state.

@@ -235,10 +235,11 @@ impl Worker {
                 .map(|s| s.netns.clone())
                 .filter(|p| !p.as_os_str().is_empty()),
             mounts,
-            cgroup_parent: format!("/rkube/pod{}", self.uid),
+            cgroup_parent: pod_cgroup(&self.uid),
             log_path: self.log_path(&c.name, restart_count),
             tty: c.tty.unwrap_or(false),
             stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
             ..Default::default()
         };
         spec::apply(&mut run, &self.pod, c, image).map_err(|e| e.to_string())?;
@@ -251,4 +252,9 @@ impl Worker {
         }
         Ok(run)
     }
+}
+
+/// The cgroup (parent of its containers') of the pod with `uid`.
+pub(super) fn pod_cgroup(uid: &str) -> String {
+    format!("/rkube/pod{uid}")
 }

@@ -1,5 +1,6 @@
 //! [`ContainerService`] over `rkube-container` (an OCI runtime such as runc,
-//! with one monitor process per container).
+//! with one monitor process per container), and the containers' cgroup
+//! usage for the Summary API ([`ContainerStats`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,13 +12,30 @@ use rkube_container::{
 use tokio::io::AsyncReadExt;
 
 use super::backend::{ContainerService, RunSpec, RunState};
+use super::stats::{ContainerSample, ContainerStats, PodReference};
+use super::worker::{LABEL_CONTAINER, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
 
 /// Containers run by an OCI runtime.
 pub struct RuncContainers {
     pub containers: Containers,
+    /// Log rotation (`--container-log-max-size`, `--container-log-max-files`).
+    pub log_max_size: u64,
+    pub log_max_files: usize,
 }
 
-fn to_spec(r: &RunSpec) -> ContainerSpec {
+impl RuncContainers {
+    /// With upstream's default log rotation (10Mi, 5 files).
+    pub fn new(containers: Containers) -> Self {
+        let d = LogConfig::default();
+        RuncContainers {
+            containers,
+            log_max_size: d.max_size,
+            log_max_files: d.max_files,
+        }
+    }
+}
+
+fn to_spec(r: &RunSpec, log_max_size: u64, log_max_files: usize) -> ContainerSpec {
     let mut mounts: Vec<Mount> = r
         .mounts
         .iter()
@@ -67,9 +85,11 @@ fn to_spec(r: &RunSpec) -> ContainerSpec {
         cgroup_parent: Some(r.cgroup_parent.clone()),
         tty: r.tty,
         stdin: r.stdin,
+        stdin_once: r.stdin_once,
         log: LogConfig {
             path: r.log_path.clone(),
-            ..Default::default()
+            max_size: log_max_size,
+            max_files: log_max_files,
         },
     }
 }
@@ -78,7 +98,7 @@ fn to_spec(r: &RunSpec) -> ContainerSpec {
 impl ContainerService for RuncContainers {
     async fn start(&self, spec: &RunSpec) -> Result<(), String> {
         self.containers
-            .create_and_start(&to_spec(spec))
+            .create_and_start(&to_spec(spec, self.log_max_size, self.log_max_files))
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -160,5 +180,53 @@ impl ContainerService for RuncContainers {
             .into_iter()
             .map(|c| (c.id, c.labels.into_iter().collect()))
             .collect()
+    }
+}
+
+/// Cgroup usage of the running containers and of their pods' cgroups.
+pub struct RuncStats {
+    pub containers: Containers,
+    pub cgroups: rkube_container::cgroup::Cgroups,
+}
+
+impl ContainerStats for RuncStats {
+    fn running(&self) -> Vec<ContainerSample> {
+        let mut out = Vec::new();
+        for c in self.containers.list().unwrap_or_default() {
+            let Status::Running { started_at, .. } = c.status else {
+                continue;
+            };
+            let label = |k: &str| c.labels.get(k).cloned();
+            let (Some(uid), Some(name), Some(namespace), Some(container)) = (
+                label(LABEL_POD_UID),
+                label(LABEL_POD_NAME),
+                label(LABEL_POD_NAMESPACE),
+                label(LABEL_CONTAINER),
+            ) else {
+                continue;
+            };
+            let Ok(usage) = self.containers.stats(&c.id) else {
+                continue;
+            };
+            out.push(ContainerSample {
+                id: c.id,
+                pod: PodReference {
+                    name,
+                    namespace,
+                    uid,
+                },
+                name: container,
+                started_at,
+                usage,
+            });
+        }
+        out
+    }
+
+    fn pod_usage(&self, uid: &str) -> Option<rkube_container::Usage> {
+        self.cgroups
+            .usage(&super::create::pod_cgroup(uid))
+            .ok()
+            .filter(|u| u.memory_usage_bytes > 0)
     }
 }

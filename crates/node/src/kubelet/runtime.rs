@@ -36,6 +36,11 @@ impl KubeletRuntime {
             .cloned()
     }
 
+    /// Whether a worker runs the pod with `uid`.
+    pub fn has_worker(&self, uid: &str) -> bool {
+        self.sender(uid).is_some()
+    }
+
     /// The shared dependencies (for the streaming server).
     pub fn deps(&self) -> Arc<Deps> {
         self.deps.clone()

@@ -1,6 +1,7 @@
 //! Assembles the real agent: image store, OCI runtime with its monitors,
-//! CNI networking and the pod workers ([`KubeletRuntime`]), plus the
-//! streaming backend for the agent's HTTPS API.
+//! CNI networking and the pod workers ([`KubeletRuntime`]), the streaming
+//! backend and Summary API of the agent's HTTPS API, and the housekeeping
+//! (pressure conditions, image gc).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -13,12 +14,17 @@ use rkube_image::ImageStore;
 
 use super::cni_net::CniNetwork;
 use super::events::Events;
+use super::hostfacts::{HostFacts, ProcHost};
+use super::housekeeping::{Housekeeping, ImageGcConfig};
 use super::oci_images::OciImages;
-use super::runc_ctr::RuncContainers;
+use super::reserved::Threshold;
+use super::runc_ctr::{RuncContainers, RuncStats};
 use super::runtime::KubeletRuntime;
+use super::stats::StatsCollector;
 use super::streaming::KubeletStreaming;
 use super::volumes::HostMounter;
 use super::worker::{Deps, KubeletConfig};
+use crate::facts::NodeFacts;
 use crate::poster::Poster;
 
 /// Errors of setting the real agent up.
@@ -50,12 +56,27 @@ pub struct RealAgentConfig {
     pub cluster_domain: String,
     pub cluster_dns: Vec<String>,
     pub node_allocatable: HashMap<String, rkube_api::quantity::Quantity>,
+    /// `--eviction-hard`.
+    pub eviction_hard: Vec<Threshold>,
+    /// `--eviction-pressure-transition-period`.
+    pub pressure_transition_period: std::time::Duration,
+    pub image_gc: ImageGcConfig,
+    /// `--container-log-max-size` in bytes.
+    pub log_max_size: u64,
+    /// `--container-log-max-files`.
+    pub log_max_files: usize,
 }
 
-/// The runtime and the streaming backend of a real agent.
+/// The parts of a real agent.
 pub struct RealAgent {
     pub runtime: Arc<KubeletRuntime>,
     pub streaming: Arc<KubeletStreaming>,
+    /// The Summary API.
+    pub stats: Arc<StatsCollector>,
+    /// Measured conditions (give them to the node's config).
+    pub facts: NodeFacts,
+    /// Run it with [`Housekeeping::run`] once measured once.
+    pub housekeeping: Housekeeping,
 }
 
 /// Builds the real agent's parts.
@@ -65,8 +86,9 @@ pub fn build(client: Client, cfg: RealAgentConfig) -> Result<RealAgent, SetupErr
         std::fs::create_dir_all(&p).map_err(|e| SetupError::Io(p.clone(), e))?;
         Ok::<PathBuf, SetupError>(p)
     };
+    let image_store = ImageStore::open(&dir("images")?)?;
     let images = OciImages {
-        store: ImageStore::open(&dir("images")?)?,
+        store: image_store.clone(),
         registries: HashMap::new(),
     };
     let mut ccfg = ContainersConfig::new(cfg.monitor_command.clone());
@@ -92,6 +114,8 @@ pub fn build(client: Client, cfg: RealAgentConfig) -> Result<RealAgent, SetupErr
         images: Arc::new(images),
         containers: Arc::new(RuncContainers {
             containers: containers.clone(),
+            log_max_size: cfg.log_max_size,
+            log_max_files: cfg.log_max_files.max(1),
         }),
         network: Arc::new(CniNetwork::new(
             dir("cni")?,
@@ -104,11 +128,37 @@ pub fn build(client: Client, cfg: RealAgentConfig) -> Result<RealAgent, SetupErr
         client,
         cfg: kcfg,
     };
+    let host: Arc<dyn HostFacts> = Arc::new(ProcHost);
+    let stats = Arc::new(StatsCollector::new(
+        cfg.node_name.clone(),
+        cfg.root_dir.clone(),
+        image_store.root().to_path_buf(),
+        host.clone(),
+        Arc::new(RuncStats {
+            containers: containers.clone(),
+            cgroups: rkube_container::cgroup::Cgroups::default(),
+        }),
+    ));
+    let facts = NodeFacts::default();
+    let housekeeping = Housekeeping::new(
+        facts.clone(),
+        host,
+        cfg.eviction_hard.clone(),
+        cfg.pressure_transition_period,
+        cfg.root_dir.clone(),
+        image_store,
+        containers.clone(),
+        stats.clone(),
+        cfg.image_gc,
+    );
     Ok(RealAgent {
         runtime: Arc::new(KubeletRuntime::new(deps)),
         streaming: Arc::new(KubeletStreaming {
             containers,
             pods_dir,
         }),
+        stats,
+        facts,
+        housekeeping,
     })
 }

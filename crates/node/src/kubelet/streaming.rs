@@ -1,6 +1,7 @@
 //! The real runtime's [`StreamingBackend`]: finds a pod's containers by
 //! their labels, reads their CRI log files (`--previous`: the attempt
-//! before), runs `exec` through the OCI runtime, and port-forwards by
+//! before), runs `exec` through the OCI runtime, attaches to the main
+//! process through the container's monitor, and port-forwards by
 //! connecting inside the pod's network namespace (so servers bound to the
 //! pod's 127.0.0.1 are reached too).
 
@@ -11,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use rkube_container::{Containers, ExecSpec};
+use rkube_container::{AttachStreams, ContainerError, Containers, ExecSpec};
 use tokio::sync::mpsc;
 
 use super::backend::Sandbox;
@@ -188,13 +189,57 @@ impl StreamingBackend for KubeletStreaming {
         })
     }
 
+    /// As kubelet with a CRI runtime: the newest attempt, which must be
+    /// running (kubelet only looks among running containers); the terminal
+    /// setting is the container's; stdin is dropped if the container has
+    /// none. The session ends (with a Success status) when the container
+    /// exits or the session detaches.
+    #[tracing::instrument(skip(self, opts), fields(pod = %pod.name, ns = %pod.namespace))]
     async fn attach(
         &self,
-        _pod: &PodRef,
-        _container: &str,
-        _opts: ExecOptions,
+        pod: &PodRef,
+        container: &str,
+        opts: ExecOptions,
     ) -> Result<ExecSession, BackendError> {
-        Err(BackendError::NotImplemented)
+        let found = self.find(pod, container)?;
+        let want = AttachStreams {
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        };
+        let s = match self.containers.attach(&found.id, want).await {
+            Ok(s) => s,
+            Err(ContainerError::NotRunning(_)) => {
+                return Err(BackendError::Internal(format!(
+                    "container {container} not found in pod {}_{}",
+                    pod.name, pod.namespace
+                )))
+            }
+            Err(e) => return Err(BackendError::Internal(e.to_string())),
+        };
+        let resize = s.resize.map(|r| {
+            let (tx, mut rx) = mpsc::channel::<crate::server::backend::TerminalSize>(4);
+            tokio::spawn(async move {
+                while let Some(sz) = rx.recv().await {
+                    if r.resize(sz.width, sz.height).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tx
+        });
+        let ended = s.ended;
+        Ok(ExecSession {
+            stdin: s.stdin,
+            stdout: s.stdout,
+            stderr: s.stderr,
+            resize,
+            exit: async move {
+                ended.await;
+                Ok(0)
+            }
+            .boxed(),
+        })
     }
 
     async fn port_forward(&self, pod: &PodRef, port: u16) -> Result<Box<dyn Duplex>, BackendError> {

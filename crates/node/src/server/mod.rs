@@ -132,11 +132,17 @@ pub fn tls_config(cfg: &ServerConfig) -> Result<rustls::ServerConfig, ServerErro
 /// User (CN) and groups (O) of a certificate.
 pub use rkube_api::x509::identity;
 
+/// The source of `/stats/summary` (upstream's stats/v1alpha1 Summary).
+pub trait SummarySource: Send + Sync + 'static {
+    /// The Summary document now. Blocking (reads cgroups and /proc).
+    fn summary_json(&self) -> serde_json::Value;
+}
+
 /// A bound, not yet serving, streaming server.
 pub struct StreamingServer {
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    state: Arc<routes::State>,
+    state: routes::State,
 }
 
 impl StreamingServer {
@@ -156,11 +162,18 @@ impl StreamingServer {
         Ok(StreamingServer {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(tls)),
-            state: Arc::new(routes::State {
+            state: routes::State {
                 backend,
+                summary: None,
                 allowed_users: cfg.allowed_users,
-            }),
+            },
         })
+    }
+
+    /// Serves `/stats/summary` from `source` (else from the backend).
+    pub fn with_summary(mut self, source: Arc<dyn SummarySource>) -> Self {
+        self.state.summary = Some(source);
+        self
     }
 
     /// The bound address (its port goes into the Node's
@@ -171,6 +184,7 @@ impl StreamingServer {
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let state = Arc::new(self.state);
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -182,7 +196,7 @@ impl StreamingServer {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = self.acceptor.clone();
-            let state = self.state.clone();
+            let state = state.clone();
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
                     .await

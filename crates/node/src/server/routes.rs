@@ -24,6 +24,7 @@ use super::{logs, portforward, wsstream};
 
 pub(super) struct State {
     pub backend: Arc<dyn StreamingBackend>,
+    pub summary: Option<Arc<dyn super::SummarySource>>,
     pub allowed_users: Vec<String>,
 }
 
@@ -167,10 +168,7 @@ pub(super) async fn handle(
     let get_or_post = matches!(*req.method(), Method::GET | Method::POST);
     let resp = match segs.as_slice() {
         ["healthz"] => full(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
-        ["stats", "summary"] => match state.backend.stats_summary().await {
-            Ok(v) => full(StatusCode::OK, "application/json", v.to_string()),
-            Err(e) => backend_error(&e),
-        },
+        ["stats", "summary"] if req.method() == Method::GET => stats_summary(&state).await,
         ["containerLogs", ns, pod, container] if req.method() == Method::GET => {
             container_logs(&state, pod_ref(ns, pod), container, &q).await
         }
@@ -182,6 +180,23 @@ pub(super) async fn handle(
         _ => status(StatusCode::NOT_FOUND, "NotFound", "404 page not found"),
     };
     Ok(resp)
+}
+
+async fn stats_summary(state: &State) -> Resp {
+    let summary = match &state.summary {
+        Some(src) => {
+            let src = src.clone();
+            match tokio::task::spawn_blocking(move || src.summary_json()).await {
+                Ok(v) => Ok(v),
+                Err(e) => Err(BackendError::Internal(e.to_string())),
+            }
+        }
+        None => state.backend.stats_summary().await,
+    };
+    match summary {
+        Ok(v) => full(StatusCode::OK, "application/json", v.to_string()),
+        Err(e) => backend_error(&e),
+    }
 }
 
 fn pod_ref(ns: &str, pod: &str) -> PodRef {

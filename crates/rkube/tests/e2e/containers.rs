@@ -25,6 +25,14 @@ pub fn real_server(extra: &[&str]) -> Server {
         "--agent-port",
         "0",
     ];
+    // Upstream's disk thresholds (imagefs.available<15%) would report
+    // DiskPressure, and so taint the node, on a build machine's fuller disk.
+    if !extra.contains(&"--eviction-hard") {
+        args.extend([
+            "--eviction-hard",
+            "memory.available<100Mi,nodefs.available<1%,imagefs.available<1%",
+        ]);
+    }
     args.extend_from_slice(extra);
     let owned: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let refs: Vec<&str> = owned.iter().map(String::as_str).collect();

@@ -3,6 +3,7 @@
 
 mod admission;
 mod api_semantics;
+mod attach;
 mod common;
 mod containers;
 mod controller_manager;
@@ -13,6 +14,7 @@ mod kube_client;
 mod kubectl_crud;
 mod kubectl_list_manifests;
 mod node_agent;
+mod node_facts;
 mod node_lifecycle;
 mod scheduler;
 mod scheduler_config;

@@ -304,8 +304,16 @@ impl Server {
     /// Runs `kubectl exec -it ARGS...` on a terminal made by `script`,
     /// typing `input`; returns script's output (the terminal's bytes).
     pub fn exec_on_terminal(&self, args: &[&str], input: &str) -> Output {
+        let mut all = vec!["exec", "-it"];
+        all.extend_from_slice(args);
+        self.kubectl_on_terminal(&all, input)
+    }
+
+    /// Runs `kubectl ARGS...` (joined with spaces, for `sh -c`) on a
+    /// terminal made by `script`, typing `input`; returns script's output.
+    pub fn kubectl_on_terminal(&self, args: &[&str], input: &str) -> Output {
         let cmd = format!(
-            "{} --kubeconfig {} exec -it {}",
+            "{} --kubeconfig {} {}",
             kubectl_bin(),
             self.kubeconfig.display(),
             args.join(" ")
