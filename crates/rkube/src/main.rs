@@ -259,12 +259,14 @@ struct AgentArgs {
     /// Taints to register with, key=value:Effect, comma-separated.
     #[arg(long, value_delimiter = ',')]
     register_with_taints: Vec<String>,
-    /// CPU capacity per node.
-    #[arg(long, default_value = "4")]
-    cpu: String,
-    /// Memory capacity per node.
-    #[arg(long, default_value = "16Gi")]
-    memory: String,
+    /// CPU capacity per node (default: the host's CPUs for a real node, 4
+    /// for simulated ones).
+    #[arg(long)]
+    cpu: Option<String>,
+    /// Memory capacity per node (default: the host's MemTotal for a real
+    /// node, 16Gi for simulated ones).
+    #[arg(long)]
+    memory: Option<String>,
     /// The node's InternalIP and the pods' hostIP (one node).
     #[arg(long, default_value = "127.0.0.1")]
     node_ip: String,
@@ -296,12 +298,18 @@ fn node_template(args: &AgentArgs, name: String) -> anyhow::Result<rkube_node::N
         _ => rkube_node::MaxPods::Fixed(args.max_pods),
     }
     .resolve()?;
-    for q in [&args.cpu, &args.memory] {
+    let real = args.simulate.is_none() && args.container_runtime == ContainerRuntimeKind::Runc;
+    let (host_cpu, host_memory) = if real {
+        agent_cmd::host_capacity()
+    } else {
+        ("4".to_string(), "16Gi".to_string())
+    };
+    config.cpu = args.cpu.clone().unwrap_or(host_cpu);
+    config.memory = args.memory.clone().unwrap_or(host_memory);
+    for (flag, q) in [("--cpu", &config.cpu), ("--memory", &config.memory)] {
         rkube_api::quantity::Quantity::parse(q)
-            .map_err(|e| anyhow::anyhow!("invalid quantity {q:?}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("{flag}: invalid quantity {q:?}: {e}"))?;
     }
-    config.cpu = args.cpu.clone();
-    config.memory = args.memory.clone();
     config.host_ip = args.node_ip.clone();
     for l in args.node_labels.iter().filter(|l| !l.is_empty()) {
         let (k, v) = rkube_node::parse_label(l)?;
