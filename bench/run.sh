@@ -7,8 +7,10 @@
 #   bench/run.sh            full scenarios (about 30 minutes on 2 cores)
 #   bench/run.sh --quick    shorter variants (about 5 minutes)
 #
-# Needs etcd (Debian package etcd-server) for the etcd scenarios and protoc
-# (protobuf-compiler) to build; installs them with apt when run as root.
+# Needs etcd (Debian package etcd-server) for the etcd scenarios, protoc
+# (protobuf-compiler) to build, and for pod-startup (root only) runc, the CNI
+# plugins, iptables, iproute2, docker-registry and busybox-static; installs
+# them with apt when run as root.
 # Before each scenario it waits (up to QUIET_WAIT seconds, default 300) for
 # the rest of the machine to go quiet; each row reports "others" CPU use.
 set -uo pipefail
@@ -26,6 +28,12 @@ done
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+[ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -53,6 +61,7 @@ if [ "$quick" = 1 ]; then
     "scheduler --workload SchedulingPodAntiAffinity --nodes 1000 --pods 1000 --init-pods 200"
     "scheduler --workload Unschedulable --nodes 1000 --pods 2000 --init-pods 50"
     "scheduler --workload PreemptionBasic --nodes 100 --pods 400 --init-pods 400"
+    "pod-startup --pods 20 --window-seconds 10"
     "idle-rss"
   )
 else
@@ -73,6 +82,8 @@ else
     "scheduler --workload SchedulingPodAntiAffinity"
     "scheduler --workload Unschedulable"
     "scheduler --workload PreemptionBasic"
+    "pod-startup --pods 100"
+    "pod-startup --pods 100 --interval-ms 0"
     "idle-rss"
   )
 fi

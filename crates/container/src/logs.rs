@@ -2,6 +2,12 @@
 //! decoded to raw output (`P` records joined), optional timestamps, `--tail`,
 //! `--since-time`, `--limit-bytes`, and `-f` (follows rotation; ends once
 //! the container has exited and the file is drained).
+//!
+//! As upstream's kubelet (`pkg/kubelet/kuberuntime/logs`): `--timestamps`
+//! prefixes only a record that starts a line (the first, or one after an
+//! `F` record), so a line split into `P` records keeps one timestamp, that
+//! of its first record; `--since-time` drops every older record, and a
+//! record kept after a dropped `P` record continues that line (no prefix).
 
 use std::fs::File;
 use std::future::Future;
@@ -67,8 +73,7 @@ pub fn read_logs(
             tx,
             opts,
             sent: 0,
-            line_open: false,
-            ts_pending: true,
+            line_start: true,
         };
         if let Err(e) = r.run(files, exited).await {
             let _ = r.tx.send(Err(e)).await;
@@ -81,10 +86,9 @@ struct Reader {
     tx: mpsc::Sender<Result<Bytes, LogsError>>,
     opts: LogOptions,
     sent: u64,
-    /// The last emitted record was partial (the line continues).
-    line_open: bool,
-    /// The next record starts a line (gets a timestamp prefix).
-    ts_pending: bool,
+    /// The next record starts a line (the last one read, shown or not,
+    /// was not partial): it gets the timestamp prefix.
+    line_start: bool,
 }
 
 /// Where to start reading: (file index, byte offset).
@@ -218,13 +222,16 @@ impl Reader {
         let Some(rec) = logfmt::parse(line) else {
             return true;
         };
-        if let Some(since) = self.opts.since_time {
-            if rec.timestamp < since && !self.line_open {
-                return true;
-            }
+        let starts_line = std::mem::replace(&mut self.line_start, !rec.partial);
+        if self
+            .opts
+            .since_time
+            .is_some_and(|since| rec.timestamp < since)
+        {
+            return true;
         }
         let mut out = Vec::with_capacity(rec.content.len() + 40);
-        if self.opts.timestamps && self.ts_pending {
+        if self.opts.timestamps && starts_line {
             out.extend_from_slice(rec.timestamp.to_string().as_bytes());
             out.push(b' ');
         }
@@ -232,8 +239,6 @@ impl Reader {
         if !rec.partial {
             out.push(b'\n');
         }
-        self.line_open = rec.partial;
-        self.ts_pending = !rec.partial;
         if let Some(limit) = self.opts.limit_bytes {
             let left = limit.saturating_sub(self.sent) as usize;
             if out.len() >= left {
@@ -373,5 +378,36 @@ mod tests {
         done_tx.send(()).unwrap();
         assert_eq!(s.next().await.unwrap().unwrap(), "d\n");
         assert!(s.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn partial_lines_keep_one_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let cur = dir.path().join("0.log");
+        write(
+            &cur,
+            &[
+                ("2024-01-01T00:00:01Z", false, "one"),
+                ("2024-01-01T00:00:02.250Z", true, "tw"),
+                ("2024-01-01T00:00:03Z", true, "o "),
+                ("2024-01-01T00:00:04Z", false, "parts"),
+                ("2024-01-01T00:00:05Z", false, "three"),
+            ],
+        );
+        let opts = |since: Option<&str>| LogOptions {
+            timestamps: true,
+            since_time: since.map(ts),
+            ..Default::default()
+        };
+        assert_eq!(
+            collect(vec![cur.clone()], opts(None)).await,
+            "2024-01-01T00:00:01Z one\n2024-01-01T00:00:02.25Z two parts\n2024-01-01T00:00:05Z three\n"
+        );
+        // Since in the middle of a line: the older parts are dropped and the
+        // rest continues that line, without a timestamp.
+        assert_eq!(
+            collect(vec![cur], opts(Some("2024-01-01T00:00:03Z"))).await,
+            "o parts\n2024-01-01T00:00:05Z three\n"
+        );
     }
 }

@@ -413,9 +413,14 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if matches!(cli.cmd, Cmd::Agent(_)) {
+        // The agent's blocking work (CNI plugins, image unpacking, stats) is
+        // short; a burst of pod starts would otherwise grow hundreds of
+        // threads (and malloc arenas) on a node with a few cores.
+        rt.max_blocking_threads(16);
+    }
+    let rt = rt.enable_all().build()?;
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Server { data_dir, listen, store, etcd_endpoints, bookmark_interval_seconds, compaction_interval_seconds, sim } => {

@@ -13,7 +13,7 @@ use super::start::next_backoff;
 use super::worker::{
     Worker, LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID,
 };
-use super::{env, hosts, sources, spec, volumes};
+use super::{env, hosts, service_env, sources, spec, volumes};
 
 impl Worker {
     /// The local image for container `i`, pulled per its pull policy.
@@ -123,6 +123,17 @@ impl Worker {
         c: &Container,
         image: &super::backend::ImageInfo,
     ) -> Result<RunSpec, String> {
+        // As upstream: a pod from the API server waits for the first list
+        // of Services, so that KUBERNETES_SERVICE_HOST is never missed.
+        if !service_env::is_static_pod(&self.pod) && !self.deps.services.synced() {
+            return Err(
+                "services have not yet been read at least once, cannot construct envvars".into(),
+            );
+        }
+        self.sources.service_env = self
+            .deps
+            .services
+            .env_for(&self.namespace(), service_env::links_enabled(&self.pod));
         let environment = env::build(&self.pod, c, &self.sources).map_err(|e| e.to_string())?;
         let mut by_source: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
         for (name, source) in environment

@@ -2,12 +2,14 @@
 //! (ConfigMaps and Secrets, with prefixes) first, then `env` in order, with
 //! `valueFrom` (configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef)
 //! and `$(VAR)` references expanded against the variables defined before;
-//! then `command` and `args` expanded against the result.
+//! then `command` and `args` expanded against the result. Service
+//! variables (see [`super::service_env`]) can be referred to by `$(VAR)`
+//! and come last, unless the container defines the same name.
 //!
-//! Pure: the ConfigMaps and Secrets the pod refers to are fetched by the
-//! caller and passed in as [`EnvSources`].
+//! Pure: the ConfigMaps, Secrets and Service variables the pod refers to
+//! are gathered by the caller and passed in as [`EnvSources`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Pod, Secret};
 use rkube_api::quantity::Quantity;
@@ -52,6 +54,8 @@ pub struct EnvSources {
     /// The node's allocatable cpu and memory, used for resourceFieldRef
     /// limits the container does not set.
     pub node_allocatable: HashMap<String, Quantity>,
+    /// The service environment variables of the pod's namespace.
+    pub service_env: BTreeMap<String, String>,
 }
 
 /// The environment of one container, in order, plus invalid names skipped
@@ -366,6 +370,12 @@ pub fn build(pod: &Pod, container: &Container, src: &EnvSources) -> Result<Envir
             env.set(var.name.clone(), value);
         }
     }
+    // Upstream appends the service variables the container does not define.
+    for (k, v) in &src.service_env {
+        if env.get(k).is_none() {
+            env.vars.push((k.clone(), v.clone()));
+        }
+    }
     Ok(env)
 }
 
@@ -379,7 +389,12 @@ fn env_var_value(
 ) -> Result<Option<String>, EnvError> {
     let Some(from) = &var.value_from else {
         let raw = var.value.as_deref().unwrap_or("");
-        return Ok(Some(expand(raw, &|n| env.get(n).map(str::to_string))));
+        let lookup = |n: &str| {
+            env.get(n)
+                .or_else(|| src.service_env.get(n).map(String::as_str))
+                .map(str::to_string)
+        };
+        return Ok(Some(expand(raw, &lookup)));
     };
     if let Some(r) = &from.config_map_key_ref {
         return config_map_value(src, ns, &r.name, &r.key, r.optional == Some(true));

@@ -1,5 +1,6 @@
 //! Container probes as upstream's kubelet runs them: liveness, readiness and
-//! startup probes of type exec, httpGet (200 ≤ status < 400) or tcpSocket,
+//! startup probes of type exec, httpGet (HTTP or HTTPS, see
+//! [`super::httpget`]; 200 ≤ status < 400) or tcpSocket,
 //! with `initialDelaySeconds`, `periodSeconds`, `timeoutSeconds`,
 //! `successThreshold` and `failureThreshold`. [`Tracker`] is the pure
 //! threshold logic; [`run_once`] performs one probe.
@@ -9,6 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::httpget::{self, Purpose, Target};
 
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -234,12 +237,22 @@ pub async fn run_once(action: &Action, timeout: Duration, exec: &dyn Exec) -> (b
             path,
             headers,
         } => {
-            let scheme = if *https { "https" } else { "http" };
-            let url = format!("{scheme}://{host}:{port}{path}");
-            match tokio::time::timeout(timeout, http_get(*https, host, *port, path, headers)).await
+            let target = Target {
+                https: *https,
+                host: host.clone(),
+                port: *port,
+                path: path.clone(),
+            };
+            let url = target.url();
+            match tokio::time::timeout(timeout, httpget::get(&target, headers, Purpose::Probe)).await
             {
-                Ok(Ok(code)) if (200..400).contains(&code) => (true, String::new()),
-                Ok(Ok(code)) => (false, format!("HTTP probe failed with statuscode: {code}")),
+                // 3xx: a redirect to another host ends the chain; upstream
+                // calls that a warning, which counts as a success.
+                Ok(Ok(r)) if (200..400).contains(&r.status) => (true, String::new()),
+                Ok(Ok(r)) => (
+                    false,
+                    format!("HTTP probe failed with statuscode: {}", r.status),
+                ),
                 Ok(Err(e)) => (false, format!("Get \"{url}\": {e}")),
                 Err(_) => (
                     false,
@@ -251,39 +264,6 @@ pub async fn run_once(action: &Action, timeout: Duration, exec: &dyn Exec) -> (b
         }
         Action::Invalid(msg) => (false, msg.clone()),
     }
-}
-
-async fn http_get(
-    https: bool,
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-) -> Result<u16, String> {
-    if https {
-        return Err("HTTPS probes are not supported yet".into());
-    }
-    let stream = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let mut req = http::Request::get(path)
-        .header("Host", format!("{host}:{port}"))
-        .header("User-Agent", "kube-probe/1.32")
-        .header("Accept", "*/*");
-    for (k, v) in headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let req = req
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string());
-    conn.abort();
-    Ok(resp?.status().as_u16())
 }
 
 #[cfg(test)]

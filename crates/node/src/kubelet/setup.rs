@@ -125,6 +125,7 @@ pub fn build(client: Client, cfg: RealAgentConfig) -> Result<RealAgent, SetupErr
         mounter: Arc::new(HostMounter),
         poster: Poster::start(client.clone(), 4),
         events: Events::new(client.clone(), cfg.node_name.clone()),
+        services: super::sources::Services::watch(client.clone()),
         client,
         cfg: kcfg,
     };

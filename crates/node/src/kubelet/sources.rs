@@ -1,11 +1,18 @@
 //! Fetches the ConfigMaps and Secrets a pod refers to (env, envFrom,
-//! volumes, projected sources, imagePullSecrets) from the API server.
+//! volumes, projected sources, imagePullSecrets) from the API server, and
+//! keeps every Service in memory (one watch for the node, as upstream's
+//! service lister) for the pods' service environment variables.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
+use tracing::Instrument;
 
 use super::backend::DockerConfig;
 use super::env::EnvSources;
@@ -118,6 +125,67 @@ pub async fn pull_secrets(client: &Client, pod: &Pod) -> Vec<DockerConfig> {
     out
 }
 
+/// Aborts the watch task when the last [`Services`] goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every Service of the cluster, kept by a watch.
+#[derive(Clone)]
+pub struct Services {
+    store: Store<Service>,
+    _task: Option<Arc<AbortOnDrop>>,
+}
+
+impl Services {
+    /// Starts watching all Services (needs a tokio runtime).
+    pub fn watch(client: Client) -> Self {
+        let (store, writer) = reflector::store();
+        let stream = reflector::reflector(
+            writer,
+            watcher::watcher(Api::<Service>::all(client), watcher::Config::default()),
+        )
+        .default_backoff()
+        .touched_objects();
+        let task = tokio::spawn(
+            async move {
+                futures::pin_mut!(stream);
+                while let Some(ev) = stream.next().await {
+                    if let Err(e) = ev {
+                        tracing::warn!(error = %e, "service watch");
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("service_source")),
+        );
+        Services {
+            store,
+            _task: Some(Arc::new(AbortOnDrop(task))),
+        }
+    }
+
+    /// Services from a store fed by someone else (tests).
+    pub fn from_store(store: Store<Service>) -> Self {
+        Services { store, _task: None }
+    }
+
+    /// Whether the first list has arrived.
+    pub fn synced(&self) -> bool {
+        use futures::FutureExt;
+        self.store.wait_until_ready().now_or_never().is_some()
+    }
+
+    /// The service environment variables of a pod in `ns`.
+    pub fn env_for(&self, ns: &str, enable_service_links: bool) -> BTreeMap<String, String> {
+        let all = self.store.state();
+        super::service_env::for_namespace(all.iter().map(|s| s.as_ref()), ns, enable_service_links)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +222,27 @@ mod tests {
         let r = refs(&pod);
         assert_eq!(r.config_maps.into_iter().collect::<Vec<_>>(), ["a"]);
         assert_eq!(r.secrets.into_iter().collect::<Vec<_>>(), ["s"]);
+    }
+
+    #[test]
+    fn services_from_a_store() {
+        use k8s_openapi::api::core::v1::ServiceSpec;
+        let (store, mut writer) = reflector::store::<Service>();
+        let services = Services::from_store(store);
+        assert!(!services.synced(), "nothing listed yet");
+        let mut s = Service::default();
+        s.metadata.name = Some("kubernetes".into());
+        s.metadata.namespace = Some("default".into());
+        s.spec = Some(ServiceSpec {
+            cluster_ip: Some("10.96.0.1".into()),
+            ports: Some(vec![Default::default()]),
+            ..Default::default()
+        });
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(s));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        assert!(services.synced());
+        let env = services.env_for("app", false);
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::LifecycleHandler;
 use tokio::time::Instant;
 
+use super::httpget;
 use super::probe::{self, Kind};
 use super::start::ExecIn;
 use super::volumes;
@@ -57,6 +58,42 @@ impl Worker {
         } else {
             return Ok(());
         };
+        if let probe::Action::Http {
+            https,
+            host,
+            port,
+            path,
+            headers,
+        } = action
+        {
+            let target = httpget::Target {
+                https,
+                host,
+                port,
+                path,
+            };
+            let url = target.url();
+            return match tokio::time::timeout(timeout, httpget::hook(&target, &headers)).await {
+                Ok(Ok(fell_back)) => {
+                    if fell_back {
+                        let pod = self.pod.clone();
+                        self.deps.events.emit(
+                            &pod,
+                            None,
+                            true,
+                            "LifecycleHTTPFallback",
+                            &format!(
+                                "request to HTTPS lifecycle hook {} got HTTP response, retry with HTTP succeeded",
+                                target.authority()
+                            ),
+                        );
+                    }
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(format!("Get \"{url}\": {e}")),
+                Err(_) => Err(format!("Get \"{url}\": context deadline exceeded")),
+            };
+        }
         let exec = ExecIn {
             containers: self.deps.containers.clone(),
             id: id.to_string(),

@@ -60,6 +60,8 @@ pub struct Deps {
     pub network: Arc<dyn NetworkService>,
     pub mounter: Arc<dyn Mounter>,
     pub client: Client,
+    /// Every Service (for service environment variables).
+    pub services: super::sources::Services,
     pub poster: Poster,
     pub events: Events,
     pub cfg: KubeletConfig,

@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
@@ -25,7 +25,6 @@ use super::backend::{
     BackendError, Duplex, ExecOptions, ExecSession, LogOptions, PodRef, StreamingBackend,
     TerminalSize,
 };
-use super::logs::cri_log_stream;
 
 /// Container name → the command attach runs, per (namespace, pod).
 type Pods = HashMap<(String, String), HashMap<String, Vec<String>>>;
@@ -209,10 +208,24 @@ impl StreamingBackend for HostBackend {
             }
         }
         let exited = self.log_path(pod, container).with_extension("exited");
-        let previous = opts.previous;
-        Ok(cri_log_stream(path, opts, move || {
-            previous || exited.exists()
-        }))
+        let copts = rkube_container::LogOptions {
+            follow: opts.follow && !opts.previous,
+            tail_lines: opts
+                .tail_lines
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            since_time: opts.since,
+            timestamps: opts.timestamps,
+            limit_bytes: opts.limit_bytes,
+        };
+        // The container has ended once its `.exited` marker exists.
+        let ended: rkube_container::logs::ExitFuture = Box::pin(async move {
+            while !tokio::fs::try_exists(&exited).await.unwrap_or(false) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+        Ok(rkube_container::read_logs(vec![path], copts, Some(ended))
+            .map(|r| r.map_err(io::Error::other))
+            .boxed())
     }
 
     async fn exec(

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::{eventually, KillOnDrop};
-use crate::containers::{real_server, registry, wait_phase};
+use crate::containers::{real_server, registry, run_sh, wait_phase};
 
 #[test]
 fn run_interactive_feeds_stdin_and_removes_the_pod() {
@@ -71,17 +71,12 @@ fn last_tick(text: &str) -> Option<u64> {
 fn attach_shows_new_output_and_errors_like_kubectl() {
     let (_reg, image) = registry();
     let s = real_server(&[]);
-    s.ok(&[
-        "run",
+    run_sh(
+        &s,
         "ticker",
-        "--image",
         &image,
-        "--restart=Never",
-        "--",
-        "sh",
-        "-c",
         "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 1; done",
-    ]);
+    );
     wait_phase(&s, "ticker", "Running", 90);
     let logged = eventually(Duration::from_secs(30), || {
         last_tick(&String::from_utf8_lossy(

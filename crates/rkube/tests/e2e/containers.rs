@@ -59,6 +59,21 @@ pub fn registry() -> (TestRegistry, String) {
     (reg, r)
 }
 
+/// `kubectl run NAME --image IMAGE --restart=Never -- sh -c SCRIPT`.
+pub fn run_sh(s: &Server, name: &str, image: &str, script: &str) {
+    s.ok(&[
+        "run",
+        name,
+        "--image",
+        image,
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+}
+
 pub fn phase(s: &Server, pod: &str) -> String {
     jsonpath(s, &["get", "pod", pod], "{.status.phase}")
 }
@@ -73,17 +88,12 @@ pub fn wait_phase(s: &Server, pod: &str, want: &str, secs: u64) {
 fn echo_pod_succeeds_and_kubectl_logs_shows_its_output() {
     let (_reg, image) = registry();
     let s = real_server(&[]);
-    s.ok(&[
-        "run",
+    run_sh(
+        &s,
         "echo",
-        "--image",
         &image,
-        "--restart=Never",
-        "--",
-        "sh",
-        "-c",
         "echo hello from rkube; echo to-stderr >&2",
-    ]);
+    );
     wait_phase(&s, "echo", "Succeeded", 90);
     let logs = s.ok(&["logs", "echo"]);
     assert!(logs.contains("hello from rkube"), "{logs}");

@@ -16,6 +16,7 @@ mod kubectl_list_manifests;
 mod node_agent;
 mod node_facts;
 mod node_lifecycle;
+mod pod_env;
 mod scheduler;
 mod scheduler_config;
 mod scheduler_more_rules;

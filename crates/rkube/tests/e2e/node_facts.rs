@@ -11,7 +11,7 @@ use rkube_api::quantity::Quantity;
 use serde_json::Value;
 
 use crate::common::{eventually, jsonpath, Server};
-use crate::containers::{real_server, registry, wait_phase};
+use crate::containers::{real_server, registry, run_sh, wait_phase};
 
 fn node_json(s: &Server) -> Value {
     let out = s.ok(&["get", "nodes", "-o", "json"]);
@@ -91,17 +91,12 @@ fn a_bad_reservation_is_a_cli_error_naming_the_flag() {
 fn stats_summary_through_the_node_proxy_lists_a_running_pod() {
     let (_reg, image) = registry();
     let s = real_server(&[]);
-    s.ok(&[
-        "run",
+    run_sh(
+        &s,
         "stats-pod",
-        "--image",
         &image,
-        "--restart=Never",
-        "--",
-        "sh",
-        "-c",
         "x=$(head -c 4000000 /dev/zero | tr '\\0' a); exec sleep 3600",
-    ]);
+    );
     wait_phase(&s, "stats-pod", "Running", 90);
     let node = jsonpath(&s, &["get", "nodes"], "{.items[0].metadata.name}");
     let uid = jsonpath(&s, &["get", "pod", "stats-pod"], "{.metadata.uid}");

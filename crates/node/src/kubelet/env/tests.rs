@@ -73,6 +73,7 @@ fn sources() -> EnvSources {
             ("cpu".into(), Quantity::parse("4").unwrap()),
             ("memory".into(), Quantity::parse("8Gi").unwrap()),
         ]),
+        ..Default::default()
     }
 }
 
@@ -252,4 +253,38 @@ fn command_and_args_follow_upstream_rules() {
         ),
         ["echo", "$(WHO)"]
     );
+}
+
+#[test]
+fn service_variables_come_last_and_can_be_referenced() {
+    let mut src = sources();
+    src.service_env = BTreeMap::from([
+        ("MY_SVC_SERVICE_HOST".to_string(), "10.0.0.9".to_string()),
+        ("MY_SVC_SERVICE_PORT".to_string(), "80".to_string()),
+    ]);
+    let c = Container {
+        name: "c".into(),
+        env: Some(vec![
+            var(
+                "URL",
+                "http://$(MY_SVC_SERVICE_HOST):$(MY_SVC_SERVICE_PORT)",
+            ),
+            var("MY_SVC_SERVICE_PORT", "8080"),
+        ]),
+        args: Some(vec!["$(MY_SVC_SERVICE_HOST)".into()]),
+        ..Default::default()
+    };
+    let env = build(&pod(), &c, &src).unwrap();
+    assert_eq!(
+        env.vars,
+        [
+            ("URL", "http://10.0.0.9:80"),
+            ("MY_SVC_SERVICE_PORT", "8080"),
+            ("MY_SVC_SERVICE_HOST", "10.0.0.9"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec(),
+        "the container's own definition wins; the service's comes after"
+    );
+    assert_eq!(process_args(&c, &[], &[], &env), ["10.0.0.9"]);
 }

@@ -195,6 +195,16 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if !self.extra_args.iter().any(|a| a == "--no-agent") {
+            // Workload controllers first, or they would recreate the pods
+            // deleted below and leave containers behind.
+            let _ = self.kubectl(&[
+                "delete",
+                "deployments,replicasets,statefulsets,daemonsets,jobs,cronjobs",
+                "--all",
+                "--all-namespaces",
+                "--cascade=orphan",
+                "--wait=false",
+            ]);
             let _ = self.kubectl(&[
                 "delete",
                 "pods",
