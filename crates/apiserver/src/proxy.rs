@@ -21,9 +21,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use rkube_api::resources;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::DigitallySignedStruct;
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
@@ -45,56 +43,6 @@ pub struct KubeletClient {
     tls: Arc<rustls::ClientConfig>,
 }
 
-/// Accepts any serving certificate (upstream's default without
-/// `--kubelet-certificate-authority`), still checking handshake signatures.
-#[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 impl KubeletClient {
     /// A client presenting `cert_pem`/`key_pem` (the kubelet-client identity).
     pub fn new(cert_pem: &str, key_pem: &str) -> Result<Self, ProxyError> {
@@ -109,7 +57,7 @@ impl KubeletClient {
             .with_safe_default_protocol_versions()
             .map_err(|e| err(&e))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+            .with_custom_certificate_verifier(Arc::new(rkube_api::x509::AnyServerCert(provider)))
             .with_client_auth_cert(chain, key)
             .map_err(|e| err(&e))?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
