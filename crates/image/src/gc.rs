@@ -4,7 +4,10 @@
 //! freed (by the kubelet's rule for thresholds: above `high_percent` of the
 //! file system in use, free down to `low_percent`), then deletes blobs and
 //! unpacked layers that no remaining image references. It excludes pulls
-//! and imports while it runs, so it never deletes their fresh content.
+//! and imports while it runs, so it never deletes their fresh content, and
+//! [`ImageStore::gc_min_age`] keeps images pulled or used within a minimum
+//! age, judged under that exclusion (an image pulled while the caller was
+//! working out what is in use is young, so it stays).
 
 use crate::blobs::digest_hex;
 use crate::error::ImageError;
@@ -13,6 +16,7 @@ use crate::store::ImageStore;
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 /// How much `gc` should free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,23 +92,37 @@ pub fn fs_space(path: &Path) -> Result<(u64, u64), StatfsError> {
 impl ImageStore {
     /// Removes unused images by `policy` and then unreferenced content.
     /// `in_use` holds image IDs or references of images that containers use.
-    #[tracing::instrument(skip(self, in_use))]
     pub async fn gc(
         &self,
         in_use: &HashSet<String>,
         policy: GcPolicy,
     ) -> Result<GcReport, ImageError> {
+        self.gc_min_age(in_use, policy, Duration::ZERO).await
+    }
+
+    /// [`ImageStore::gc`], keeping images pulled or used within `min_age`.
+    #[tracing::instrument(skip(self, in_use))]
+    pub async fn gc_min_age(
+        &self,
+        in_use: &HashSet<String>,
+        policy: GcPolicy,
+        min_age: Duration,
+    ) -> Result<GcReport, ImageError> {
         let _exclusive = self.inner.gc_lock.write().await;
         let store = self.clone();
         let in_use = in_use.clone();
-        spawn_blocking(move || store.gc_blocking(&in_use, policy)).await
+        spawn_blocking(move || store.gc_blocking(&in_use, policy, min_age)).await
     }
 
     fn gc_blocking(
         &self,
         in_use: &HashSet<String>,
         policy: GcPolicy,
+        min_age: Duration,
     ) -> Result<GcReport, ImageError> {
+        let old = |last_used: u64| {
+            crate::index::now_secs().saturating_sub(last_used) >= min_age.as_secs()
+        };
         let in_use = self.resolve_in_use(in_use)?;
         let to_free = match policy {
             GcPolicy::AllUnused => u64::MAX,
@@ -126,7 +144,7 @@ impl ImageStore {
         let mut candidates: Vec<_> = self
             .snapshot()?
             .into_values()
-            .filter(|i| !in_use.contains(&i.id))
+            .filter(|i| !in_use.contains(&i.id) && old(i.last_used))
             .collect();
         candidates.sort_by_key(|i| i.last_used);
         for img in candidates {
@@ -135,7 +153,9 @@ impl ImageStore {
             }
             let mut removed = false;
             self.update_index(|images| {
-                removed = images.remove(&img.id).is_some();
+                // Not if it was used since the snapshot.
+                removed = images.get(&img.id).is_some_and(|i| old(i.last_used))
+                    && images.remove(&img.id).is_some();
                 removed
             })?;
             if removed {

@@ -226,3 +226,25 @@ async fn corrupt_blob_is_rejected_on_import() -> Result<()> {
     assert!(store.list()?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn gc_min_age_keeps_images_pulled_or_used_recently() -> Result<()> {
+    let img = ImageBuilder::busybox()?.build();
+    let (dir, store) = store()?;
+    let archive = dir.path().join("i.tar");
+    write_oci_archive(&archive, &[("app:1", &img)])?;
+    store.import_oci_archive(&archive).await?;
+    let hour = std::time::Duration::from_secs(3600);
+    let report = store.gc_min_age(&none(), GcPolicy::AllUnused, hour).await?;
+    assert!(report.removed_images.is_empty(), "imported just now");
+    assert!(store.get("app:1").is_some());
+    store.mark_used(&img.config_digest)?;
+    let report = store.gc_min_age(&none(), GcPolicy::AllUnused, hour).await?;
+    assert!(report.removed_images.is_empty(), "used just now");
+    let report = store
+        .gc_min_age(&none(), GcPolicy::AllUnused, std::time::Duration::ZERO)
+        .await?;
+    assert_eq!(report.removed_images, vec![img.config_digest.clone()]);
+    assert!(store.get("app:1").is_none());
+    Ok(())
+}

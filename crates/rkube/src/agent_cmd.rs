@@ -60,6 +60,10 @@ pub struct RealAgentArgs {
     /// Image gc frees down to this percent.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub image_gc_low_threshold: u8,
+    /// Unused images pulled or used more recently than this are never
+    /// garbage-collected (upstream's imageMinimumGCAge).
+    #[arg(long, value_parser = crate::duration_arg, default_value = "2m")]
+    pub minimum_image_ttl_duration: Duration,
     /// Rotate a container's log file at this size (quantity, e.g. 10Mi).
     #[arg(long, value_parser = size_arg, default_value = "10Mi")]
     pub container_log_max_size: u64,
@@ -185,7 +189,7 @@ pub async fn run(
         image_gc: rkube_node::kubelet::housekeeping::ImageGcConfig {
             high_percent: args.image_gc_high_threshold,
             low_percent: args.image_gc_low_threshold,
-            ..Default::default()
+            minimum_age: args.minimum_image_ttl_duration,
         },
         log_max_size: args.container_log_max_size,
         log_max_files: usize::try_from(args.container_log_max_files).unwrap_or(usize::MAX),

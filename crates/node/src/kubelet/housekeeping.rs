@@ -4,8 +4,8 @@
 //! CPU samples of the Summary API, and garbage-collect images when the
 //! image file system is used above `--image-gc-high-threshold` (down to the
 //! low threshold), never removing an image a container (running or not yet
-//! removed) was made from, nor one pulled within the last two minutes
-//! (upstream's minimum image age).
+//! removed) was made from, nor one pulled or used within the minimum age
+//! (`--minimum-image-ttl-duration`, 2 min by default, as upstream).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -160,18 +160,18 @@ impl Housekeeping {
         }
         let store = self.images.clone();
         let containers = self.containers.clone();
-        let min_age = self.image_gc.minimum_age;
-        let in_use = tokio::task::spawn_blocking(move || in_use_now(&store, &containers, min_age))
+        let in_use = tokio::task::spawn_blocking(move || in_use_now(&store, &containers))
             .await
             .unwrap_or_else(|_| Ok(HashSet::new()))?;
         let report = self
             .images
-            .gc(
+            .gc_min_age(
                 &in_use,
                 GcPolicy::Thresholds {
                     high_percent: self.image_gc.high_percent,
                     low_percent: self.image_gc.low_percent,
                 },
+                self.image_gc.minimum_age,
             )
             .await?;
         tracing::info!(
@@ -204,11 +204,12 @@ impl Housekeeping {
     }
 }
 
-/// Images in use by containers, and images too young to collect.
+/// Images in use by containers. (Images too young to collect are left to
+/// [`ImageStore::gc_min_age`]: it judges age under its exclusion of pulls,
+/// so an image pulled since this list was made is kept.)
 fn in_use_now(
     store: &ImageStore,
     containers: &Containers,
-    min_age: Duration,
 ) -> Result<HashSet<String>, HousekeepingError> {
     let images = store.list()?;
     let rootfs: Vec<Vec<PathBuf>> = containers
@@ -223,15 +224,7 @@ fn in_use_now(
         .iter()
         .map(|i| (i.id.clone(), i.layer_dirs.clone()))
         .collect();
-    let mut in_use = images_in_use(&layers, &rootfs);
-    let now = Timestamp::now().as_second().max(0) as u64;
-    in_use.extend(
-        images
-            .iter()
-            .filter(|i| now.saturating_sub(i.last_used) < min_age.as_secs())
-            .map(|i| i.id.clone()),
-    );
-    Ok(in_use)
+    Ok(images_in_use(&layers, &rootfs))
 }
 
 #[cfg(test)]

@@ -38,10 +38,17 @@ impl ImageService for OciImages {
     async fn get(&self, image: &str) -> Option<ImageInfo> {
         let store = self.store.clone();
         let image = image.to_string();
-        tokio::task::spawn_blocking(move || store.get(&image).map(|i| info(&i)))
-            .await
-            .ok()
-            .flatten()
+        // Asked for to make a container: mark it used, so image gc's
+        // minimum age keeps it until the container holds it; gone if gc
+        // removed it before the mark.
+        tokio::task::spawn_blocking(move || {
+            let id = store.get(&image)?.id;
+            store.mark_used(&id).ok()?;
+            store.get(&id).map(|i| info(&i))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     async fn pull(&self, image: &str, secrets: &[DockerConfig]) -> Result<ImageInfo, PullError> {

@@ -15,6 +15,7 @@ mod kubectl_crud;
 mod kubectl_list_manifests;
 mod node_agent;
 mod node_facts;
+mod node_housekeeping;
 mod node_lifecycle;
 mod pod_env;
 mod scheduler;
