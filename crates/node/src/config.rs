@@ -43,6 +43,9 @@ pub struct NodeConfig {
     pub allocatable: BTreeMap<String, String>,
     /// Measured pressure conditions (the real agent); `None`: no pressure.
     pub facts: Option<crate::facts::NodeFacts>,
+    /// The host's OS image, kernel, machine/boot IDs (the real agent);
+    /// `None`: a simulated node's placeholders.
+    pub host: Option<crate::sysinfo::HostSystem>,
 }
 
 /// The Go name of this machine's architecture.
@@ -73,6 +76,7 @@ impl NodeConfig {
             kubelet_port: None,
             ephemeral_storage: "100Gi".into(),
             allocatable: BTreeMap::new(),
+            host: None,
             facts: None,
         }
     }

@@ -19,6 +19,7 @@ pub mod server;
 pub mod sim;
 pub mod static_pods;
 pub mod status;
+pub mod sysinfo;
 
 pub use agent::{client_from_kubeconfig, AgentError, NodeAgent};
 pub use config::{parse_label, parse_taint, ConfigError, EngineConfig, NodeConfig};

@@ -149,8 +149,13 @@ pub fn node_conditions_with(
     ]
 }
 
-fn node_info(name: &str, arch: &str, runtime_version: &str) -> NodeSystemInfo {
-    NodeSystemInfo {
+fn node_info(
+    name: &str,
+    arch: &str,
+    runtime_version: &str,
+    host: Option<&crate::sysinfo::HostSystem>,
+) -> NodeSystemInfo {
+    let mut info = NodeSystemInfo {
         architecture: arch.to_string(),
         boot_id: String::new(),
         container_runtime_version: runtime_version.to_string(),
@@ -162,7 +167,15 @@ fn node_info(name: &str, arch: &str, runtime_version: &str) -> NodeSystemInfo {
         os_image: "rkube simulated node".into(),
         system_uuid: name.to_string(),
         ..Default::default()
+    };
+    if let Some(h) = host {
+        info.os_image = h.os_image.clone();
+        info.kernel_version = h.kernel_version.clone();
+        info.machine_id = h.machine_id.clone();
+        info.boot_id = h.boot_id.clone();
+        info.system_uuid = h.system_uuid.clone();
     }
+    info
 }
 
 fn addresses(name: &str, host_ip: &str) -> Vec<NodeAddress> {
@@ -189,7 +202,12 @@ pub fn node_status(cfg: &NodeConfig, now: Timestamp) -> NodeStatus {
             now,
             &cfg.facts.as_ref().map(|f| f.get()).unwrap_or_default(),
         )),
-        node_info: Some(node_info(&cfg.node_name, &cfg.arch, &cfg.runtime_version)),
+        node_info: Some(node_info(
+            &cfg.node_name,
+            &cfg.arch,
+            &cfg.runtime_version,
+            cfg.host.as_ref(),
+        )),
         daemon_endpoints: cfg.kubelet_port.map(|port| NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: port.into() }),
         }),
@@ -229,7 +247,7 @@ pub fn adopted_status(node: &Node, host_ip: &str, now: Timestamp) -> NodeStatus 
         conditions: Some(node_conditions(now, now)),
         node_info: given
             .node_info
-            .or_else(|| Some(node_info(&name, &arch, &defaults.runtime_version))),
+            .or_else(|| Some(node_info(&name, &arch, &defaults.runtime_version, None))),
         ..Default::default()
     }
 }

@@ -213,7 +213,10 @@ pub async fn run(
         .context("starting the agent's HTTPS API")?
         .with_summary(agent.stats.clone());
     node.kubelet_port = Some(srv.local_addr().port());
-    node.runtime_version = format!("runc://{}", env!("CARGO_PKG_VERSION"));
+    node.runtime_version =
+        rkube_node::sysinfo::HostSystem::runtime_version_of(&args.runtime_binary)
+            .unwrap_or_else(|| format!("runc://{}", env!("CARGO_PKG_VERSION")));
+    node.host = Some(rkube_node::sysinfo::HostSystem::read());
     tracing::info!(addr = %srv.local_addr(), node = %node.node_name, "agent API listening");
     let server_task = tokio::spawn(srv.run(std::future::pending()));
     let housekeeping = tokio::spawn(agent.housekeeping.run(args.housekeeping_interval));

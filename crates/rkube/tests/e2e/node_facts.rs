@@ -65,6 +65,26 @@ fn allocatable_is_capacity_minus_reservations_and_the_hard_eviction_threshold() 
         "{.items[0].status.conditions[?(@.type==\"MemoryPressure\")].reason}",
     );
     assert_eq!(mem, "KubeletHasSufficientMemory");
+    // nodeInfo is the host's, as `kubectl get nodes -o wide` shows it.
+    let info = &node["status"]["nodeInfo"];
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    assert_eq!(info["kernelVersion"], kernel.trim(), "{info}");
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot_id");
+    assert_eq!(info["bootID"], boot_id.trim(), "{info}");
+    let runc = std::process::Command::new("/usr/sbin/runc")
+        .arg("--version")
+        .output()
+        .expect("runc --version");
+    let runc = String::from_utf8_lossy(&runc.stdout);
+    let runc_version = runc.split_whitespace().nth(2).expect("runc version");
+    assert_eq!(
+        info["containerRuntimeVersion"],
+        format!("runc://{runc_version}"),
+        "{info}"
+    );
+    let wide = s.ok(&["get", "nodes", "-o", "wide"]);
+    assert!(wide.contains(kernel.trim()), "{wide}");
+    assert!(!wide.contains("simulated"), "{wide}");
 }
 
 #[test]
