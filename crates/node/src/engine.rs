@@ -380,9 +380,11 @@ impl Engine {
         );
         self.heartbeats
             .add(name, node.metadata.uid.clone(), paused, now);
-        self.heartbeats
-            .set_facts(name, registered.as_ref().and_then(|c| c.facts.clone()));
-        self.pods.add_node(name, max_pods, host_ip, cidr).await;
+        let facts = registered.as_ref().and_then(|c| c.facts.clone());
+        self.heartbeats.set_facts(name, facts.clone());
+        self.pods
+            .add_node(name, max_pods, host_ip, cidr, facts)
+            .await;
         if paused {
             self.pods.set_paused(name, true).await;
         }

@@ -3,6 +3,7 @@
 //! server only through the Kubernetes API. One [`engine::Engine`] runs one
 //! node ([`agent::NodeAgent`]) or thousands of simulated ones ([`sim`]).
 
+pub mod admit;
 pub mod agent;
 pub mod config;
 pub mod engine;

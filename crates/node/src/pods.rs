@@ -34,6 +34,8 @@ struct NodePods {
     waiting: HashMap<String, Pod>,
     /// The node is down (simulated failure): its pods are left as they are.
     paused: bool,
+    /// Measured pressure (a real node): pods are admitted by it.
+    facts: Option<crate::facts::NodeFacts>,
 }
 
 /// A pod this process runs.
@@ -85,6 +87,7 @@ impl PodManager {
         max_pods: u32,
         host_ip: String,
         cidr: Option<&str>,
+        facts: Option<crate::facts::NodeFacts>,
     ) {
         self.nodes.insert(
             name.to_string(),
@@ -95,6 +98,7 @@ impl PodManager {
                 active: 0,
                 waiting: HashMap::new(),
                 paused: false,
+                facts,
             },
         );
         if let Some(c) = cidr {
@@ -370,6 +374,18 @@ impl PodManager {
             );
             let max = n.max_pods;
             self.post(ns, name, uid, status::out_of_pods_status(max));
+            return;
+        }
+        // A pod already Running was admitted before an agent restart; its
+        // containers keep running, so it is not judged again.
+        let pressure = n.facts.as_ref().map(|f| f.get()).unwrap_or_default();
+        let running = st.and_then(|s| s.phase.as_deref()) == Some("Running");
+        let rejection = (!running)
+            .then(|| crate::admit::pressure_rejection(pod, &pressure))
+            .flatten();
+        if let Some(message) = rejection {
+            tracing::warn!(pod = name, node, %message, "rejecting pod: node pressure");
+            self.post(ns, name, uid, status::rejected_status("Evicted", message));
             return;
         }
         if reports {

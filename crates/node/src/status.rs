@@ -375,16 +375,22 @@ pub fn pod_status(view: &PodView, at: &PodPlacement<'_>) -> PodStatus {
     }
 }
 
-/// The status of a pod rejected because the node is full.
-pub fn out_of_pods_status(max_pods: u32) -> PodStatus {
+/// The status of a pod the node rejected (upstream's `rejectPod`).
+pub fn rejected_status(reason: &str, message: String) -> PodStatus {
     PodStatus {
         phase: Some("Failed".into()),
-        reason: Some("OutOfpods".into()),
-        message: Some(format!(
-            "Pod was rejected: Node didn't have enough resource: pods, capacity: {max_pods}"
-        )),
+        reason: Some(reason.into()),
+        message: Some(message),
         ..Default::default()
     }
+}
+
+/// The status of a pod rejected because the node is full.
+pub fn out_of_pods_status(max_pods: u32) -> PodStatus {
+    rejected_status(
+        "OutOfpods",
+        format!("Pod was rejected: Node didn't have enough resource: pods, capacity: {max_pods}"),
+    )
 }
 
 /// The status of a pod the runtime could not start.

@@ -197,4 +197,32 @@ fn a_memory_threshold_above_the_host_memory_sets_memory_pressure_and_its_taint()
         "{.items[0].status.allocatable.memory}",
     );
     assert_eq!(alloc, "0");
+    // The agent admits by pressure as upstream's eviction manager does: a
+    // BestEffort pod bound to the node is rejected, a Burstable one runs.
+    let (_reg, image) = registry();
+    let node = jsonpath(&s, &["get", "nodes"], "{.items[0].metadata.name}");
+    let bound = |name: &str, resources: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},
+            "spec":{{"nodeName":"{node}","terminationGracePeriodSeconds":1,
+            "containers":[{{"name":"c","image":"{image}","command":["sleep","3600"],
+            "resources":{resources}}}]}}}}"#
+        )
+    };
+    s.ok_stdin(&["create", "-f", "-"], &bound("best-effort", "{}"));
+    s.ok_stdin(
+        &["create", "-f", "-"],
+        &bound("burstable", r#"{"requests":{"cpu":"10m"}}"#),
+    );
+    wait_phase(&s, "best-effort", "Failed", 60);
+    let why = jsonpath(
+        &s,
+        &["get", "pod", "best-effort"],
+        "{.status.reason}/{.status.message}",
+    );
+    assert_eq!(
+        why,
+        "Evicted/Pod was rejected: The node had condition: [MemoryPressure]. "
+    );
+    wait_phase(&s, "burstable", "Running", 90);
 }
