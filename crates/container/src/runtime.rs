@@ -154,18 +154,8 @@ pub fn run_blocking(rt: &dyn OciRuntime, args: Vec<OsString>) -> Result<(), Runt
     let out = std::process::Command::new(rt.binary())
         .args(args)
         .stdin(Stdio::null())
-        .output()
-        .map_err(|source| RuntimeError::Spawn {
-            binary: rt.binary().into(),
-            source,
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(RuntimeError::Failed(clean_message(
-            &String::from_utf8_lossy(&out.stderr),
-        )))
-    }
+        .output();
+    outcome(rt, out)
 }
 
 /// Runs the runtime to completion (async), returning its stderr on failure.
@@ -174,11 +164,19 @@ pub async fn run_async(rt: &dyn OciRuntime, args: Vec<OsString>) -> Result<(), R
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .await
-        .map_err(|source| RuntimeError::Spawn {
-            binary: rt.binary().into(),
-            source,
-        })?;
+        .await;
+    outcome(rt, out)
+}
+
+/// A finished runtime invocation: its stderr on failure.
+fn outcome(
+    rt: &dyn OciRuntime,
+    out: std::io::Result<std::process::Output>,
+) -> Result<(), RuntimeError> {
+    let out = out.map_err(|source| RuntimeError::Spawn {
+        binary: rt.binary().into(),
+        source,
+    })?;
     if out.status.success() {
         Ok(())
     } else {

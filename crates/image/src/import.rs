@@ -12,7 +12,7 @@
 
 use crate::blobs::digest_hex;
 use crate::error::ImageError;
-use crate::index::{now_secs, Image, Layer};
+use crate::index::{now_secs, Image};
 use crate::manifest::{self, Descriptor, Document, REF_NAME_ANNOTATION};
 use crate::pull::spawn_blocking;
 use crate::reference::Reference;
@@ -139,15 +139,7 @@ impl ImageStore {
             }
             self.unpack_blob(&l.digest)?;
         }
-        let layers: Vec<Layer> = manifest
-            .layers
-            .iter()
-            .map(|l| Layer {
-                digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-                size: l.size,
-            })
-            .collect();
+        let layers = manifest.index_layers();
         let image = Image {
             id: manifest.config.digest.clone(),
             manifest_digest,

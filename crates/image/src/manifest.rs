@@ -96,6 +96,20 @@ pub struct Manifest {
     pub layers: Vec<Descriptor>,
 }
 
+impl Manifest {
+    /// The image's layers as the store records them.
+    pub fn index_layers(&self) -> Vec<crate::index::Layer> {
+        self.layers
+            .iter()
+            .map(|l| crate::index::Layer {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+            })
+            .collect()
+    }
+}
+
 /// An image index or manifest list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -15,7 +15,7 @@
 use crate::blobs::sha256_digest;
 use crate::credentials::Credentials;
 use crate::error::ImageError;
-use crate::index::{now_secs, Image, Layer};
+use crate::index::{now_secs, Image};
 use crate::manifest::{self, Document, ACCEPTED_MANIFESTS};
 use crate::reference::Reference;
 use crate::store::ImageStore;
@@ -199,15 +199,7 @@ impl ImageStore {
             .iter()
             .map(|l| self.ensure_layer(&client, &oref, &l.digest, &name));
         futures::future::try_join_all(fetches).await?;
-        let layers: Vec<Layer> = manifest
-            .layers
-            .iter()
-            .map(|l| Layer {
-                digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-                size: l.size,
-            })
-            .collect();
+        let layers = manifest.index_layers();
         let size = manifest.config.size + layers.iter().map(|l| l.size).sum::<u64>();
         let image = Image {
             id,

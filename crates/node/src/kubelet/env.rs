@@ -153,6 +153,22 @@ fn bytes_to_string(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A key of an env source object: the value, `None` when `optional`
+/// allows what is missing, else the error for a missing object or key.
+fn source_value(
+    found: Option<Option<String>>,
+    optional: bool,
+    not_found: impl FnOnce() -> EnvError,
+    no_key: impl FnOnce() -> EnvError,
+) -> Result<Option<String>, EnvError> {
+    match found {
+        Some(Some(v)) => Ok(Some(v)),
+        _ if optional => Ok(None),
+        None => Err(not_found()),
+        Some(None) => Err(no_key()),
+    }
+}
+
 fn config_map_value(
     src: &EnvSources,
     ns: &str,
@@ -160,28 +176,23 @@ fn config_map_value(
     key: &str,
     optional: bool,
 ) -> Result<Option<String>, EnvError> {
-    let Some(cm) = src.config_maps.get(name) else {
-        return if optional {
-            Ok(None)
-        } else {
-            Err(EnvError::ConfigMapNotFound(name.into()))
-        };
-    };
-    if let Some(v) = cm.data.as_ref().and_then(|d| d.get(key)) {
-        return Ok(Some(v.clone()));
-    }
-    if let Some(v) = cm.binary_data.as_ref().and_then(|d| d.get(key)) {
-        return Ok(Some(bytes_to_string(&v.0)));
-    }
-    if optional {
-        Ok(None)
-    } else {
-        Err(EnvError::ConfigMapKey {
+    let found = src.config_maps.get(name).map(|cm| {
+        let data = cm.data.as_ref().and_then(|d| d.get(key)).cloned();
+        data.or_else(|| {
+            let bin = cm.binary_data.as_ref().and_then(|d| d.get(key));
+            bin.map(|v| bytes_to_string(&v.0))
+        })
+    });
+    source_value(
+        found,
+        optional,
+        || EnvError::ConfigMapNotFound(name.into()),
+        || EnvError::ConfigMapKey {
             key: key.into(),
             namespace: ns.into(),
             name: name.into(),
-        })
-    }
+        },
+    )
 }
 
 fn secret_value(
@@ -191,28 +202,21 @@ fn secret_value(
     key: &str,
     optional: bool,
 ) -> Result<Option<String>, EnvError> {
-    let Some(s) = src.secrets.get(name) else {
-        return if optional {
-            Ok(None)
-        } else {
-            Err(EnvError::SecretNotFound(name.into()))
-        };
-    };
-    if let Some(v) = s.data.as_ref().and_then(|d| d.get(key)) {
-        return Ok(Some(bytes_to_string(&v.0)));
-    }
-    if let Some(v) = s.string_data.as_ref().and_then(|d| d.get(key)) {
-        return Ok(Some(v.clone()));
-    }
-    if optional {
-        Ok(None)
-    } else {
-        Err(EnvError::SecretKey {
+    let found = src.secrets.get(name).map(|s| {
+        let data = s.data.as_ref().and_then(|d| d.get(key));
+        data.map(|v| bytes_to_string(&v.0))
+            .or_else(|| s.string_data.as_ref().and_then(|d| d.get(key)).cloned())
+    });
+    source_value(
+        found,
+        optional,
+        || EnvError::SecretNotFound(name.into()),
+        || EnvError::SecretKey {
             key: key.into(),
             namespace: ns.into(),
             name: name.into(),
-        })
-    }
+        },
+    )
 }
 
 /// The value of a downward-API `fieldPath` for `pod`.

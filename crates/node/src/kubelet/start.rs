@@ -233,12 +233,7 @@ impl Worker {
     /// Rewrites configMap/secret volumes whose sources changed.
     pub(super) async fn refresh_volumes(&mut self) {
         self.next_refresh = Instant::now() + Duration::from_secs(5);
-        let has = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_ref())
-            .is_some_and(|v| v.iter().any(volumes::is_projected));
+        let has = volumes::pod_volumes(&self.pod).any(volumes::is_projected);
         if !has {
             return;
         }

@@ -106,13 +106,7 @@ impl StreamingBackend for KubeletStreaming {
             .containers
             .spec(&found.id)
             .map_err(|e| BackendError::Internal(e.to_string()))?;
-        let copts = rkube_container::LogOptions {
-            follow: opts.follow && !opts.previous,
-            tail_lines: opts.tail_lines.map(|n| n as usize),
-            since_time: opts.since,
-            timestamps: opts.timestamps,
-            limit_bytes: opts.limit_bytes,
-        };
+        let copts = opts.reader_options();
         let stream = if opts.previous {
             let prev = previous_log(&spec.log.path, found.attempt).filter(|p| p.exists());
             let Some(prev) = prev else {

@@ -72,6 +72,15 @@ impl Mounter for HostMounter {
     }
 }
 
+/// The pod's volumes.
+pub fn pod_volumes(pod: &Pod) -> impl Iterator<Item = &Volume> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+}
+
 /// Whether a volume's files come from API objects (refreshed).
 pub fn is_projected(v: &Volume) -> bool {
     v.config_map.is_some()
@@ -161,13 +170,7 @@ pub fn setup(
     mounter: &dyn Mounter,
 ) -> Result<HashMap<String, PathBuf>, VolumeError> {
     let mut out = HashMap::new();
-    for v in pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
-    {
+    for v in pod_volumes(pod) {
         let dir = pod_dir.join("volumes").join(&v.name);
         if let Some(hp) = &v.host_path {
             let path = PathBuf::from(&hp.path);
@@ -207,13 +210,7 @@ pub fn setup(
 /// names of those rewritten.
 pub fn refresh(pod: &Pod, pod_dir: &Path, src: &EnvSources) -> Vec<String> {
     let mut changed = Vec::new();
-    for v in pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
-    {
+    for v in pod_volumes(pod) {
         if !is_projected(v) {
             continue;
         }
@@ -229,13 +226,7 @@ pub fn refresh(pod: &Pod, pod_dir: &Path, src: &EnvSources) -> Vec<String> {
 
 /// Unmounts the pod's memory-backed emptyDirs.
 pub fn teardown(pod: &Pod, pod_dir: &Path, mounter: &dyn Mounter) {
-    for v in pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
-    {
+    for v in pod_volumes(pod) {
         let dir = pod_dir.join("volumes").join(&v.name);
         if mounter.is_mount_point(&dir) {
             if let Err(e) = mounter.unmount(&dir) {
@@ -252,15 +243,11 @@ pub fn mounts(
     pod: &Pod,
 ) -> Result<Vec<MountSpec>, VolumeError> {
     let mut out = Vec::new();
-    let spec_volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     for m in container.volume_mounts.iter().flatten() {
         let src = volumes
             .get(&m.name)
             .ok_or_else(|| VolumeError::NoVolume(m.name.clone()))?;
-        let projected = spec_volumes
-            .into_iter()
-            .flatten()
-            .any(|v| v.name == m.name && is_projected(v));
+        let projected = pod_volumes(pod).any(|v| v.name == m.name && is_projected(v));
         let source = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => {
                 let p = src.join(sub);

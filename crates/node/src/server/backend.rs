@@ -67,6 +67,22 @@ pub struct LogOptions {
     pub limit_bytes: Option<u64>,
 }
 
+impl LogOptions {
+    /// The container log reader's options (a `--previous` log is read
+    /// whole, never followed).
+    pub fn reader_options(&self) -> rkube_container::LogOptions {
+        rkube_container::LogOptions {
+            follow: self.follow && !self.previous,
+            tail_lines: self
+                .tail_lines
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            since_time: self.since,
+            timestamps: self.timestamps,
+            limit_bytes: self.limit_bytes,
+        }
+    }
+}
+
 /// Exec/attach options.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExecOptions {

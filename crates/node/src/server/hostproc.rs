@@ -208,15 +208,7 @@ impl StreamingBackend for HostBackend {
             }
         }
         let exited = self.log_path(pod, container).with_extension("exited");
-        let copts = rkube_container::LogOptions {
-            follow: opts.follow && !opts.previous,
-            tail_lines: opts
-                .tail_lines
-                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-            since_time: opts.since,
-            timestamps: opts.timestamps,
-            limit_bytes: opts.limit_bytes,
-        };
+        let copts = opts.reader_options();
         // The container has ended once its `.exited` marker exists.
         let ended: rkube_container::logs::ExitFuture = Box::pin(async move {
             while !tokio::fs::try_exists(&exited).await.unwrap_or(false) {

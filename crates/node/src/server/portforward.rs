@@ -204,13 +204,7 @@ async fn forward(
 ) {
     let failure = match backend.port_forward(&pod, port).await {
         Err(e) => {
-            let _ = out
-                .send(Frame::Data {
-                    stream_id: data_id,
-                    flags: FLAG_FIN,
-                    data: Bytes::new(),
-                })
-                .await;
+            fin(&out, data_id).await;
             Some(e.to_string())
         }
         Ok(conn) => {
@@ -241,13 +235,7 @@ async fn forward(
                         Err(e) => break Some(e.to_string()),
                     }
                 };
-                let _ = out
-                    .send(Frame::Data {
-                        stream_id: data_id,
-                        flags: FLAG_FIN,
-                        data: Bytes::new(),
-                    })
-                    .await;
+                fin(&out, data_id).await;
                 result
             };
             futures::join!(up, down).1
@@ -266,9 +254,15 @@ async fn forward(
             })
             .await;
     }
+    fin(&out, error_id).await;
+}
+
+/// Ends a stream (an empty data frame with FIN); a closed connection is
+/// already ended.
+async fn fin(out: &mpsc::Sender<Frame>, stream_id: u32) {
     let _ = out
         .send(Frame::Data {
-            stream_id: error_id,
+            stream_id,
             flags: FLAG_FIN,
             data: Bytes::new(),
         })
